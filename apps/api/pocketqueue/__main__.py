@@ -1,0 +1,5 @@
+import sys
+
+from pocketqueue.cli import main
+
+sys.exit(main())

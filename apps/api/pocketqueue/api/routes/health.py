@@ -1,0 +1,27 @@
+"""Health: is the API up, does Redis answer, which workers answer."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from pocketqueue import flows
+from pocketqueue.api.deps import RuntimeDep, new_shared
+from pocketqueue.api.schemas import HealthPublic, RedisHealth
+
+router = APIRouter(tags=["health"])
+
+
+@router.get(
+    "/health", response_model=HealthPublic, responses={503: {"model": HealthPublic, "description": "Redis down"}}
+)
+async def read_health(runtime: RuntimeDep) -> JSONResponse:
+    """200 when Redis answers (workers may still be zero), 503 when it does not."""
+    shared = new_shared(runtime)
+    redis_ok = await flows.create_health_flow().run_async(shared) != "unavailable"
+    health = HealthPublic(
+        redis=RedisHealth(ok=redis_ok, latency_ms=shared.get("redis_latency_ms")),
+        celery_ping=bool(shared.get("workers")),
+        workers=shared.get("workers", []),
+    )
+    return JSONResponse(health.model_dump(), status_code=200 if redis_ok else 503)

@@ -1,0 +1,29 @@
+"""Smoke-test routes: a Redis round trip, and a job for the built-in debug task."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from pocketqueue import flows
+from pocketqueue.api.deps import RuntimeDep, new_shared
+from pocketqueue.api.schemas import DebugJobCreate, JobPublic, RedisProbePublic
+from pocketqueue.nodes import DispatchRequest
+
+router = APIRouter(prefix="/test", tags=["testing"])
+
+
+@router.post("/redis", responses={503: {"description": "Redis unavailable"}})
+async def probe_redis(runtime: RuntimeDep) -> RedisProbePublic:
+    """Write, read back and delete a key; report the round trip's latency."""
+    shared = new_shared(runtime)
+    await flows.run_flow(flows.create_redis_probe_flow(), shared)
+    return RedisProbePublic.model_validate(shared["probe"])
+
+
+@router.post("/debug", status_code=status.HTTP_202_ACCEPTED, responses={503: {"description": "Redis unavailable"}})
+async def create_debug_job(runtime: RuntimeDep, body: DebugJobCreate | None = None) -> JobPublic:
+    """Dispatch the built-in `pocketqueue.debug` task (sleep, fail, echo, progress steps)."""
+    kwargs = (body or DebugJobCreate()).model_dump()
+    shared = new_shared(runtime, request=DispatchRequest("pocketqueue.debug", [], kwargs))
+    await flows.run_flow(flows.create_dispatch_flow(), shared)
+    return JobPublic.model_validate(shared["job"], from_attributes=True)

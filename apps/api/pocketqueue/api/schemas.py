@@ -1,0 +1,84 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pocketqueue.jobs.models import Job
+
+MAX_BATCH = 1000
+MAX_WAIT_SECONDS = 300.0
+DEFAULT_WAIT_SECONDS = 30.0
+
+
+class JobCreate(BaseModel):
+    """A job to dispatch: a registered task and its arguments (JSON values)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"task": "pocketqueue.debug", "kwargs": {"sleep": 1, "result": "hi"}}]},
+    )
+
+    task: str = Field(min_length=1, max_length=200)
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobPublic(Job):
+    """A job as the API shows it."""
+
+
+class BatchStatusRequest(BaseModel):
+    """Job ids to look up together."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_ids: list[str] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchStatusPublic(BaseModel):
+    """The jobs found, in request order, and the ids that were not."""
+
+    jobs: list[JobPublic]
+    missing: list[str]
+
+
+class DebugJobCreate(BaseModel):
+    """Arguments for the built-in `pocketqueue.debug` task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sleep: float = Field(default=0, ge=0, le=3600)
+    fail: bool = False
+    result: Any = None
+    steps: int = Field(default=0, ge=0, le=1000)
+
+
+class RedisHealth(BaseModel):
+    ok: bool
+    latency_ms: float | None = None
+
+
+class HealthPublic(BaseModel):
+    """Whether the API, Redis and the workers answer."""
+
+    api: str = "ok"
+    redis: RedisHealth
+    celery_ping: bool
+    workers: list[str]
+
+
+class RedisProbePublic(BaseModel):
+    """A timed write-read-delete round trip to Redis."""
+
+    ok: bool
+    latency_ms: float
+    redis_version: str | None = None
+
+
+class TaskList(BaseModel):
+    """Names of the tasks that can be dispatched."""
+
+    tasks: list[str]

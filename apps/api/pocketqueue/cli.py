@@ -1,0 +1,119 @@
+"""`python -m pocketqueue up|api|worker|redis`: run the whole system, or one part of it."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+from urllib.parse import urlsplit, urlunsplit
+
+from pocketqueue.config import Settings, get_settings
+from pocketqueue.embedded import LocalRedis, answers
+from pocketqueue.errors import QueueError
+
+
+def redacted(url: str) -> str:
+    """`url` with any password replaced, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def require_redis(settings: Settings) -> str:
+    url = settings.resolved_redis_url()
+    if not answers(url, timeout=3.0):
+        raise QueueError(f"cannot reach Redis at {redacted(url)}; is it running, and is REDIS_URL right?")
+    return url
+
+
+def run_api(settings: Settings) -> None:
+    import uvicorn
+
+    require_redis(settings)
+    uvicorn.run(
+        "pocketqueue.api.app:create_app",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+    )
+
+
+def run_worker(settings: Settings) -> None:
+    from pocketqueue.worker import get_celery_app
+    from pocketqueue.worker.app import worker_argv
+
+    require_redis(settings)
+    get_celery_app().worker_main(worker_argv(settings))
+
+
+def run_redis(settings: Settings) -> None:
+    with LocalRedis(settings.data_dir) as server:
+        print(f"Local Redis at {server.url} (data in {settings.data_dir}/redis); Ctrl-C stops it.", flush=True)
+        _wait_for_stop_signal(lambda: server.process is not None and server.process.poll() is None)
+
+
+def run_up(settings: Settings) -> int:
+    """Start Redis (unless REDIS_URL is set), a worker and the API; stop them all together."""
+    server = LocalRedis(settings.data_dir) if settings.uses_local_redis else None
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        if server is not None:
+            print(f"Local Redis: {server.start()} (data in {settings.data_dir}/redis)", flush=True)
+        require_redis(settings)
+        for part in ("worker", "api"):
+            children.append(subprocess.Popen([sys.executable, "-m", "pocketqueue", part], start_new_session=True))
+        base = f"http://{settings.api_host}:{settings.api_port}"
+        print(f"PocketQueue API: {base}/api/queue   docs: {base}/docs   (Ctrl-C stops everything)", flush=True)
+        _wait_for_stop_signal(lambda: all(child.poll() is None for child in children))
+        return 0 if all(child.poll() is None for child in children) else 1
+    finally:
+        for child in reversed(children):  # API first, then the worker (it finishes running jobs)
+            _stop(child)
+        if server is not None:
+            server.stop()
+
+
+def _stop(child: subprocess.Popen[bytes], grace: float = 30.0) -> None:
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _wait_for_stop_signal(still_running: object) -> None:
+    """Block until SIGINT/SIGTERM, or until `still_running()` turns false."""
+    stop = False
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    while not stop and callable(still_running) and still_running():
+        time.sleep(0.2)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pocketqueue", description=__doc__)
+    parser.add_argument("command", choices=["up", "api", "worker", "redis"], help="what to run")
+    command = parser.parse_args(argv).command
+    try:
+        settings = get_settings()
+        if command == "up":
+            return run_up(settings)
+        {"api": run_api, "worker": run_worker, "redis": run_redis}[command](settings)
+        return 0
+    except QueueError as exc:
+        print(f"pocketqueue: error: {exc.detail}", file=sys.stderr)
+        return 2

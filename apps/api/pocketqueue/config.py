@@ -1,0 +1,96 @@
+"""Settings: the only place PocketQueue reads the environment (and `.env`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from pocketqueue.errors import ConfigurationError
+
+
+class Settings(BaseSettings):
+    """Every knob, with its default; `.env.example` documents each one."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # Connection URLs may carry passwords, so they are secrets: never logged or returned.
+    redis_url: SecretStr | None = None
+    celery_broker_url: SecretStr | None = None
+    celery_result_backend: SecretStr | None = None
+
+    data_dir: Path = Path("var")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    task_modules: Annotated[list[str], NoDecode] = []
+    worker_concurrency: int = Field(default=2, ge=1)
+    log_level: str = "INFO"
+
+    queue_name: str = Field(default="pocketqueue", min_length=1)
+    queue_key_prefix: str = Field(default="pq", min_length=1)
+    queue_job_ttl_seconds: int = Field(default=86_400, ge=1)
+    queue_task_time_limit: int = Field(default=3_600, ge=1)
+    queue_task_soft_time_limit: int = Field(default=3_300, ge=1)
+    queue_lease_seconds: int = Field(default=30, ge=2)
+
+    @field_validator("redis_url", "celery_broker_url", "celery_result_backend", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # `REDIS_URL=` in a .env file means "not set", not "connect to ''".
+        return None if value in ("", None) else value
+
+    @field_validator("task_modules", mode="before")
+    @classmethod
+    def _split_modules(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _soft_limit_below_hard(self) -> Settings:
+        if self.queue_task_soft_time_limit > self.queue_task_time_limit:
+            raise ValueError("QUEUE_TASK_SOFT_TIME_LIMIT must not exceed QUEUE_TASK_TIME_LIMIT")
+        return self
+
+    @property
+    def uses_local_redis(self) -> bool:
+        return self.redis_url is None
+
+    def resolved_redis_url(self) -> str:
+        """The Redis to use: REDIS_URL, else the local server running under DATA_DIR."""
+        if self.redis_url is not None:
+            return self.redis_url.get_secret_value()
+        from pocketqueue.embedded import local_redis_url  # embedded imports config
+
+        url = local_redis_url(self.data_dir)
+        if url is None:
+            raise ConfigurationError(
+                f"REDIS_URL is unset and no local Redis is running under {self.data_dir}/. "
+                "Start one with `python -m pocketqueue redis` (or run everything with `make run`)."
+            )
+        return url
+
+    def broker_url(self) -> str:
+        if self.celery_broker_url is not None:
+            return self.celery_broker_url.get_secret_value()
+        return self.resolved_redis_url()
+
+    def result_backend(self) -> str:
+        if self.celery_result_backend is not None:
+            return self.celery_result_backend.get_secret_value()
+        return self.resolved_redis_url()
+
+    @property
+    def visibility_timeout(self) -> int:
+        # Longer than the hard time limit, so the broker never hands a job that is
+        # still allowed to run to a second worker.
+        return self.queue_task_time_limit + 300
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, built on first use (never at import time)."""
+    return Settings()

@@ -1,0 +1,86 @@
+"""Flows: the nodes wired into the small pipelines the API runs (and yours can too).
+
+Each factory returns a fresh AsyncFlow whose final action is its outcome:
+
+    create_dispatch_flow()           "dispatched" | "rejected" | "unavailable"
+    create_status_flow()             "found" | "missing" | "timeout" | "unavailable"
+    create_cancel_flow()             "cancelled" | "finished" | "missing" | "unavailable"
+    create_dispatch_and_wait_flow()  "found" | "timeout" | "rejected" | "unavailable"
+    create_health_flow()             "pinged" | "unavailable"
+    create_redis_probe_flow()        "probed" | "unavailable"
+
+From your own pipeline:
+
+    async with open_runtime() as runtime:
+        shared = {"runtime": runtime, "request": DispatchRequest("videos.generate"), "wait_timeout": 60}
+        outcome = await create_dispatch_and_wait_flow().run_async(shared)
+        print(outcome, shared["job"].result)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pocketflow import AsyncFlow, AsyncNode
+
+from pocketqueue.errors import JobAlreadyFinished, JobNotFound, QueueError, RedisUnavailable
+from pocketqueue.nodes import (
+    CeleryTaskDispatchNode,
+    EndNode,
+    RedisConnectionNode,
+    RedisProbeNode,
+    TaskCancelNode,
+    TaskStatusMonitorNode,
+    WorkerPingNode,
+)
+
+
+def _after_redis_check(first: AsyncNode, max_age: float = 1.0) -> AsyncFlow:
+    """A flow that checks Redis, then runs `first` (and whatever is wired after it)."""
+    connect = RedisConnectionNode(max_age=max_age)
+    connect - "connected" >> first
+    connect - "unavailable" >> EndNode("unavailable")
+    return AsyncFlow(start=connect)
+
+
+def create_dispatch_flow() -> AsyncFlow:
+    return _after_redis_check(CeleryTaskDispatchNode())
+
+
+def create_status_flow() -> AsyncFlow:
+    return _after_redis_check(TaskStatusMonitorNode())
+
+
+def create_cancel_flow() -> AsyncFlow:
+    return _after_redis_check(TaskCancelNode())
+
+
+def create_dispatch_and_wait_flow() -> AsyncFlow:
+    """Dispatch `shared["request"]`, then wait up to `shared["wait_timeout"]` for it."""
+    dispatch = CeleryTaskDispatchNode()
+    dispatch - "dispatched" >> TaskStatusMonitorNode()
+    dispatch - "rejected" >> EndNode("rejected")
+    return _after_redis_check(dispatch)
+
+
+def create_health_flow() -> AsyncFlow:
+    return _after_redis_check(WorkerPingNode(), max_age=0)
+
+
+def create_redis_probe_flow() -> AsyncFlow:
+    return _after_redis_check(RedisProbeNode(), max_age=0)
+
+
+async def run_flow(flow: AsyncFlow, shared: dict[str, Any]) -> str:
+    """Run `flow`; return its outcome, or raise the QueueError a failed outcome means."""
+    outcome: str = await flow.run_async(shared)
+    if outcome == "unavailable":
+        raise RedisUnavailable()
+    if outcome == "rejected":
+        error: QueueError = shared["error"]
+        raise error
+    if outcome == "missing":
+        raise JobNotFound(shared["job_id"])
+    if outcome == "finished" and "job_id" in shared:
+        raise JobAlreadyFinished(shared["job_id"], shared["job"].status.value)
+    return outcome

@@ -1,0 +1,40 @@
+"""Celery task messages, built without Celery's producer.
+
+Celery's producer is synchronous and, with a Redis result backend, subscribes to a
+result channel for every task it sends, channels the API never reads (the leak and
+stall of celery/celery#6963). So the API builds the message with Celery's own protocol
+code (`as_task_v2`) and pushes it with the async Redis client, in the same MULTI as the
+job record: the record and its message are written together or not at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from typing import Any
+
+from celery import Celery
+from kombu.serialization import dumps as serialize
+
+
+def build_message(app: Celery, job_id: str, task: str, args: list[Any], kwargs: dict[str, Any], queue: str) -> str:
+    """The JSON envelope kombu's Redis transport expects in the queue list."""
+    headers, properties, body, _ = app.amqp.as_task_v2(job_id, task, args=args, kwargs=kwargs)
+    content_type, content_encoding, payload = serialize(body, serializer="json")
+    properties.update(
+        delivery_mode=2,
+        priority=0,
+        body_encoding="base64",
+        delivery_tag=str(uuid.uuid4()),
+        delivery_info={"exchange": "", "routing_key": queue},
+    )
+    return json.dumps(
+        {
+            "body": base64.b64encode(payload.encode() if isinstance(payload, str) else payload).decode(),
+            "content-encoding": content_encoding,
+            "content-type": content_type,
+            "headers": headers,
+            "properties": properties,
+        }
+    )

@@ -1,0 +1,67 @@
+"""The task registry: which task names may be dispatched, and what arguments they take.
+
+`@pocketqueue.task` fills it when a module in TASK_MODULES is imported; the API checks
+every dispatch against it, so only registered tasks with arguments that fit ever reach
+the broker.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pocketqueue.errors import ConfigurationError, InvalidArguments, TaskNotRegistered
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A registered task: its public name and the function that does the work."""
+
+    name: str
+    func: Callable[..., Any]
+
+    def check_arguments(self, args: list[Any], kwargs: dict[str, Any]) -> None:
+        """Raise InvalidArguments unless (job, *args, **kwargs) fits the function."""
+        try:
+            inspect.signature(self.func).bind(None, *args, **kwargs)
+        except TypeError as exc:
+            raise InvalidArguments(f"Task {self.name!r}: {exc}.") from exc
+
+
+_TASKS: dict[str, TaskSpec] = {}
+
+
+def register(spec: TaskSpec) -> None:
+    existing = _TASKS.get(spec.name)
+    if existing is not None and existing.func is not spec.func:
+        # Re-importing the same module is harmless; two functions under one name is a bug.
+        same_origin = (existing.func.__module__, existing.func.__qualname__) == (
+            spec.func.__module__,
+            spec.func.__qualname__,
+        )
+        if not same_origin:
+            raise ConfigurationError(f"Two functions are registered as task {spec.name!r}.")
+    _TASKS[spec.name] = spec
+
+
+def lookup(name: str) -> TaskSpec:
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise TaskNotRegistered(name) from None
+
+
+def registered_names() -> list[str]:
+    return sorted(_TASKS)
+
+
+def import_task_modules(modules: Iterable[str]) -> None:
+    """Import the built-in tasks and every module named in TASK_MODULES."""
+    for module in ["pocketqueue.worker.builtin", *modules]:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigurationError(f"TASK_MODULES: cannot import {module!r}: {exc}") from exc

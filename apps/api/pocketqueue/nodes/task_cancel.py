@@ -1,0 +1,50 @@
+"""TaskCancelNode: cancels a queued or running job, for good."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from pocketflow import AsyncNode
+
+from pocketqueue.jobs.models import Job, JobStatus
+from pocketqueue.runtime import QueueRuntime
+
+log = logging.getLogger(__name__)
+
+
+class TaskCancelNode(AsyncNode):  # type: ignore[misc]
+    """Cancels `shared["job_id"]`; action "cancelled", "finished" (too late) or "missing".
+
+    The cancel is written to the job record first (atomically, in Lua), so it holds even
+    if no worker is online: a worker that later receives the message sees "cancelled"
+    and drops it. A running job is also stopped: its worker is told to terminate it
+    (Celery revoke), and its heartbeat sees the cancel within a third of a lease anyway.
+    Sets `shared["job"]` to the record after the attempt.
+    """
+
+    async def prep_async(self, shared: dict[str, Any]) -> tuple[QueueRuntime, str]:
+        return shared["runtime"], shared["job_id"]
+
+    async def exec_async(self, prep_res: tuple[QueueRuntime, str]) -> tuple[str, Job | None]:
+        runtime, job_id = prep_res
+        before, job = await runtime.store.cancel(job_id)
+        if before == JobStatus.PROCESSING:
+            # Celery's control API is synchronous; keep it off the event loop. If the
+            # broadcast is lost, the job's own heartbeat still sees the cancel.
+            try:
+                await asyncio.to_thread(runtime.celery.control.revoke, job_id, terminate=True, signal="SIGTERM")
+            except Exception:
+                log.warning("revoke of running job %s failed; its heartbeat will stop it", job_id, exc_info=True)
+        return before, job
+
+    async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: tuple[str, Job | None]) -> str:
+        before, job = exec_res
+        if job is None:
+            return "missing"
+        shared["job"] = job
+        if before in (JobStatus.QUEUED, JobStatus.PROCESSING):
+            log.info("job %s cancelled (was %s)", job.job_id, before)
+            return "cancelled"
+        return "finished"

@@ -1,0 +1,64 @@
+"""QueueRuntime: the long-lived resources a process shares (Redis pool, watcher, Celery app).
+
+Created once (the API's lifespan, or a pipeline's own `async with open_runtime()`) and
+passed to flows in `shared["runtime"]`; nodes never create connections themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from pocketqueue.config import Settings, get_settings
+from pocketqueue.jobs.keys import Keys
+from pocketqueue.jobs.store import JobStore
+from pocketqueue.jobs.watcher import JobWatcher
+from pocketqueue.worker.app import PocketQueueCelery, create_celery_app
+
+
+@dataclass
+class QueueRuntime:
+    """Everything a flow needs to talk to the queue."""
+
+    settings: Settings
+    redis: Redis
+    store: JobStore
+    watcher: JobWatcher
+    celery: PocketQueueCelery
+    # Monotonic time of the last successful Redis check (see RedisConnectionNode).
+    redis_checked_at: float = float("-inf")
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings | None = None) -> AsyncIterator[QueueRuntime]:
+    """Open the shared resources; Redis need not be up yet (requests get 503 until it is)."""
+    settings = settings or get_settings()
+    url = settings.resolved_redis_url()
+    celery = create_celery_app(settings)
+    # Fail fast when Redis is down: a refused connection is retried twice, briefly, so a
+    # request gets its 503 in well under a second instead of after redis-py's long backoff.
+    redis = Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=2,
+        socket_timeout=10,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 2),
+        health_check_interval=30,
+    )
+    # Pub/sub waits indefinitely for messages, so its connection has no read timeout.
+    watcher_redis = Redis.from_url(url, decode_responses=True, socket_connect_timeout=2, socket_keepalive=True)
+    keys = Keys(settings.queue_key_prefix)
+    watcher = JobWatcher(watcher_redis, keys.finished_channel)
+    runtime = QueueRuntime(settings, redis, JobStore(redis, keys, settings.queue_name), watcher, celery)
+    await watcher.start()
+    try:
+        yield runtime
+    finally:
+        await watcher.stop()
+        await watcher_redis.aclose()
+        await redis.aclose()

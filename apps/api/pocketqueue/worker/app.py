@@ -1,0 +1,71 @@
+"""The Celery app: JSON only, late acks, one job at a time per process, bounded results."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+
+import redis
+from celery import Celery
+
+from pocketqueue.config import Settings
+from pocketqueue.jobs.keys import Keys
+from pocketqueue.jobs.registry import import_task_modules
+from pocketqueue.jobs.worker_store import WorkerJobStore
+
+
+class PocketQueueCelery(Celery):  # type: ignore[misc]  # celery ships no type hints
+    """A Celery app that knows PocketQueue's settings and job store."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__("pocketqueue", broker=settings.broker_url(), backend=settings.result_backend())
+        self.settings = settings
+        self.keys = Keys(settings.queue_key_prefix)
+
+    @cached_property
+    def job_store(self) -> WorkerJobStore:
+        # Created on first use; redis-py resets its pool in a forked child, so prefork
+        # children never share the parent's sockets.
+        client = redis.Redis.from_url(
+            self.settings.resolved_redis_url(), decode_responses=True, socket_connect_timeout=5, socket_timeout=30
+        )
+        return WorkerJobStore(client, self.keys)
+
+
+def create_celery_app(settings: Settings) -> PocketQueueCelery:
+    import_task_modules(settings.task_modules)
+    app = PocketQueueCelery(settings)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_default_queue=settings.queue_name,
+        # A job is acknowledged only when it has finished; if its process dies, the
+        # message goes back to the queue (the job record decides whether it runs again).
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_track_started=True,
+        task_time_limit=settings.queue_task_time_limit,
+        task_soft_time_limit=settings.queue_task_soft_time_limit,
+        result_expires=settings.queue_job_ttl_seconds,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_connection_retry_on_startup=True,
+        worker_concurrency=settings.worker_concurrency,
+    )
+    import pocketqueue.worker.signals  # noqa: F401  (connects the failure hook)
+
+    return app
+
+
+def worker_argv(settings: Settings) -> list[str]:
+    """Arguments for `celery worker`; the pid in the node name keeps local workers apart."""
+    return [
+        "worker",
+        f"--loglevel={settings.log_level}",
+        f"--concurrency={settings.worker_concurrency}",
+        f"--queues={settings.queue_name}",
+        f"--hostname=pocketqueue.{os.getpid()}@%h",
+    ]

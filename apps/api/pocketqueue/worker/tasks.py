@@ -1,0 +1,137 @@
+"""`@task`: turns a plain function into a PocketQueue job task.
+
+The function stays a plain function (call it directly in unit tests). Registering it
+also creates a Celery task of the same name whose body claims the job record, runs the
+function with a `JobContext`, keeps the job's lease alive, and records the outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from celery import Task, shared_task
+
+from pocketqueue.jobs.models import JobError, JobStatus
+from pocketqueue.jobs.registry import TaskSpec, register
+from pocketqueue.jobs.worker_store import Claim, WorkerJobStore, to_json
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class JobCancelled(Exception):
+    """Raised inside a task when its job was cancelled (or taken away) while it ran."""
+
+
+class JobContext:
+    """What a task receives as its first argument: its job id, progress, cancel state."""
+
+    def __init__(self, job_id: str, task: str, attempt: int, store: WorkerJobStore, lease_ms: int) -> None:
+        self.job_id = job_id
+        self.task = task
+        self.attempt = attempt
+        self._store = store
+        self._lease_ms = lease_ms
+        self._status = JobStatus.PROCESSING.value
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job was cancelled; checked between steps to stop cleanly."""
+        return self._status != JobStatus.PROCESSING.value
+
+    def progress(self, percent: int, step: str | None = None) -> None:
+        """Record progress (0-100) and an optional step name; raises JobCancelled if cancelled."""
+        if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
+            raise ValueError(f"progress must be an int from 0 to 100, got {percent!r}")
+        self.beat(percent, step)
+        if self.cancelled:
+            raise JobCancelled(f"job {self.job_id} is {self._status}")
+
+    def beat(self, percent: int | None = None, step: str | None = None) -> None:
+        self._status = self._store.heartbeat(self.job_id, self.attempt, self._lease_ms, percent, step)
+
+
+class _Heartbeat(threading.Thread):
+    """Refreshes the job's lease while the task runs, so a redelivery knows it is alive."""
+
+    def __init__(self, context: JobContext, interval: float) -> None:
+        super().__init__(name=f"heartbeat-{context.job_id}", daemon=True)
+        self._context = context
+        self._interval = interval
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            try:
+                self._context.beat()
+            except Exception:  # a missed beat only shortens the lease; keep beating
+                log.warning("heartbeat for job %s failed", self._context.job_id, exc_info=True)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
+    """Base class of every PocketQueue Celery task."""
+
+    def run_job(self, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        settings = self.app.settings
+        store: WorkerJobStore = self.app.job_store
+        job_id: str = self.request.id
+        lease_ms = settings.queue_lease_seconds * 1000
+        claim = self._claim(store, job_id, lease_ms, settings.queue_lease_seconds)
+        if not claim.started:
+            log.info("job %s not run: %s", job_id, claim.outcome)
+            return
+        context = JobContext(job_id, spec.name, claim.attempt, store, lease_ms)
+        heartbeat = _Heartbeat(context, interval=settings.queue_lease_seconds / 3)
+        heartbeat.start()
+        try:
+            result_json = to_json(spec.func(context, *args, **kwargs))
+        except JobCancelled:
+            log.info("job %s stopped: cancelled", job_id)
+            return
+        except Exception as exc:  # SoftTimeLimitExceeded included; SystemExit is a shutdown, not a failure
+            error = JobError(type=type(exc).__name__, message=str(exc), traceback=traceback.format_exc())
+            store.fail(job_id, error, attempt=claim.attempt)
+            raise
+        finally:
+            heartbeat.stop()
+        store.complete(job_id, claim.attempt, result_json)
+
+    def _claim(self, store: WorkerJobStore, job_id: str, lease_ms: int, lease_seconds: int) -> Claim:
+        worker = self.request.hostname or "unknown"
+        claim = store.claim(job_id, worker, lease_ms)
+        # 'running': another worker's lease is alive. Either it is running the job (this
+        # message is a duplicate) or it just died and its lease has not lapsed yet; wait
+        # out one lease to tell the two apart, then take the job over only if it lapsed.
+        deadline = time.monotonic() + lease_seconds + 1
+        while claim.outcome == "running" and time.monotonic() < deadline:
+            time.sleep(0.5)
+            claim = store.claim(job_id, worker, lease_ms)
+        return claim
+
+
+def task(name: str) -> Callable[[F], F]:
+    """Register `func(job, *args, **kwargs)` as the job task `name`."""
+
+    def decorate(func: F) -> F:
+        spec = TaskSpec(name=name, func=func)
+        register(spec)
+
+        def run(self: JobTask, *args: Any, **kwargs: Any) -> None:
+            self.run_job(spec, args, kwargs)
+
+        run.__name__ = run.__qualname__ = func.__name__
+        run.__doc__ = func.__doc__
+        # The job record is the result store, so Celery's result backend is not written.
+        shared_task(name=name, base=JobTask, bind=True, ignore_result=True)(run)
+        return func
+
+    return cast(Callable[[F], F], decorate)
