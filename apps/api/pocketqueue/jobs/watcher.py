@@ -24,6 +24,10 @@ from pocketqueue.jobs.store import JobStore
 log = logging.getLogger(__name__)
 
 RECONNECT_DELAY_SECONDS = 0.5
+# How often the listener looks up from the socket to see whether it should stop.
+# Cancelling a task blocked in redis-py's `pubsub.listen()` can leave it hanging, so
+# the listener is stopped with a flag instead; this bounds how long `stop()` takes.
+READ_TIMEOUT_SECONDS = 0.1
 # Safety net for a wake-up lost while pub/sub reconnects; not a polling loop.
 RECHECK_SECONDS = 5.0
 
@@ -36,16 +40,17 @@ class JobWatcher:
         self._channel = channel
         self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._listen(), name="pocketqueue-job-watcher")
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping = True
+            await self._task
             self._task = None
 
     @contextlib.asynccontextmanager
@@ -86,13 +91,15 @@ class JobWatcher:
                 event.set()
 
     async def _listen(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self._channel)
                     self._wake_all()  # anything published while we were away
-                    async for message in pubsub.listen():
-                        self._wake(message["data"])
+                    while not self._stopping:
+                        message = await pubsub.get_message(timeout=READ_TIMEOUT_SECONDS)
+                        if message is not None:
+                            self._wake(message["data"])
             except (RedisError, OSError) as exc:
                 log.warning("job watcher lost Redis (%s); reconnecting", exc)
                 self._wake_all()

@@ -1,0 +1,118 @@
+"""What a benchmark run is configured with, what it runs against, and what it found."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from loadgen import LoadResult
+from plain_celery import NOOP
+from wrk import WrkResult
+
+PQ_TASK = "pocketqueue.debug"
+PQ_DISPATCH = "/api/queue/dispatch"
+PHASES = ("dispatch", "latency", "drain", "soak")
+
+
+@dataclass(frozen=True)
+class Options:
+    clients: int = 64
+    warmup: float = 3.0
+    duration: float = 15.0
+    samples: int = 300
+    latency_warmup: int = 20
+    drain_jobs: int = 10_000
+    drain_timeout: float = 300.0
+    soak: int = 200_000
+    soak_seconds: float = 420.0
+    naive_soak: int = 200_000
+    naive_soak_seconds: float = 150.0
+    rss_interval: float = 2.0
+    use_wrk: bool = True
+    phases: tuple[str, ...] = PHASES
+    quick: bool = False
+
+    @classmethod
+    def smoke(cls) -> Options:
+        """`--quick`: small counts and short runs, to check the benchmark itself works."""
+        return cls(
+            quick=True,
+            warmup=1.0,
+            duration=5.0,
+            samples=50,
+            latency_warmup=5,
+            drain_jobs=2_000,
+            soak=20_000,
+            soak_seconds=60.0,
+            naive_soak=10_000,
+            naive_soak_seconds=20.0,
+            rss_interval=1.0,
+            use_wrk=False,
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    """An HTTP API under test: how to start it and what to POST to it."""
+
+    name: str
+    label: str
+    path: str
+    body: dict[str, Any]
+    ready_path: str
+    naive: bool
+
+
+PQ_TARGET = Target(
+    "pocketqueue", "PocketQueue API", PQ_DISPATCH, {"task": PQ_TASK, "kwargs": {}}, "/api/queue/tasks", False
+)
+NAIVE_TARGET = Target(
+    "naive", "naive FastAPI `def` + `apply_async`", "/dispatch", {"task": NOOP, "kwargs": {}}, "/health", True
+)
+NAIVE_ASYNC_TARGET = replace(
+    NAIVE_TARGET, name="naive_async", label="naive FastAPI `async def` + `apply_async`", path="/dispatch-async"
+)
+
+
+@dataclass
+class DispatchRun:
+    target: Target
+    result: LoadResult
+    api_cpu: float  # fraction of one core the API process used while measured
+    redis_cpu: float
+    loadgen_cpu: float
+    wrk: WrkResult | None = None
+
+
+@dataclass
+class DrainRun:
+    jobs: int
+    enqueue_seconds: float
+    done_at_ready: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return (self.jobs - self.done_at_ready) / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class SoakRun:
+    target: Target
+    requested: int
+    result: LoadResult
+    samples: list[tuple[int, float, int]]  # (requests done, seconds, API RSS KiB)
+
+    @property
+    def capped(self) -> bool:
+        return self.result.requests < self.requested
+
+
+@dataclass
+class Results:
+    options: Options
+    dispatch: dict[str, DispatchRun] = field(default_factory=dict)
+    latency: dict[str, list[float]] = field(default_factory=dict)
+    drain: dict[str, DrainRun] = field(default_factory=dict)
+    soak: dict[str, SoakRun] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)

@@ -1,0 +1,321 @@
+"""The markdown report: the machine, a summary against the targets, then each measurement."""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import subprocess
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+from loadgen import percentile
+from model import NAIVE_ASYNC_TARGET, NAIVE_TARGET, PHASES, PQ_TARGET, DispatchRun, Options, Results, SoakRun
+from pocketqueue.embedded import redis_server_binary
+from procs import machine_summary
+
+STALL_SECONDS = 1.0
+
+
+def render(results: Results, seconds: float) -> str:
+    options = results.options
+    sections = [
+        "# PocketQueue benchmark",
+        machine_line(),
+        run_line(options, seconds),
+        summary(results),
+    ]
+    if results.dispatch:
+        sections.append(dispatch_section(results))
+    if results.latency:
+        sections.append(latency_section(results))
+    if results.drain:
+        sections.append(drain_section(results))
+    if results.soak:
+        sections.append(soak_section(results))
+    sections.append(method_section(options))
+    return "\n\n".join(sections) + "\n"
+
+
+def run_line(options: Options, seconds: float) -> str:
+    kind = "quick smoke run (`--quick`)" if options.quick else "full run"
+    if options.phases != PHASES:
+        kind += f", phases: {', '.join(options.phases)}"
+    return f"**Run:** {kind}; took {minutes(seconds)}."
+
+
+def machine_line() -> str:
+    machine = machine_summary()
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio loop"
+    parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    packages = ", ".join(f"{name} {package_version(name)}" for name in ("celery", "kombu", "fastapi", "redis"))
+    return (
+        f"**Machine:** {machine['cpu']}, {machine['cores']} cores, {machine['memory']} RAM, "
+        f"Python {machine['python']}, {machine['os']}; redis-server {redis_server_version()}; "
+        f"{packages}; uvicorn {package_version('uvicorn')} ({loop}, {parser})."
+    )
+
+
+def package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "?"
+
+
+def redis_server_version() -> str:
+    try:
+        out = subprocess.run([redis_server_binary(), "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return next((part[2:] for part in out.split() if part.startswith("v=")), "?")
+
+
+# Formatting -------------------------------------------------------------------------
+
+
+def minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def mib(kib: int) -> str:
+    return f"{kib / 1024:.0f} MiB"
+
+
+def ratio(value: float, baseline: float) -> str:
+    return f"{value / baseline:.2f}x" if baseline > 0 else "n/a"
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> str:
+    align = align or "l" + "r" * (len(header) - 1)
+    rule = ["---:" if side == "r" else "---" for side in align]
+    lines = [header, rule, *rows]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+# Sections -----------------------------------------------------------------------------
+
+
+def summary(results: Results) -> str:
+    rows: list[list[str]] = []
+    pq, naive = results.dispatch.get(PQ_TARGET.name), results.dispatch.get(NAIVE_TARGET.name)
+    if pq and naive:
+        rows.append(
+            [
+                f"Dispatch throughput, {pq.result.clients} clients",
+                f"{pq.result.rate:,.0f} req/s",
+                f"{naive.result.rate:,.0f} req/s",
+                ratio(pq.result.rate, naive.result.rate),
+                ">= 2x",
+                verdict(pq.result.rate >= 2 * naive.result.rate),
+            ]
+        )
+    if len(results.latency) == 2:
+        pq_p50 = statistics.median(results.latency["pocketqueue"])
+        raw_p50 = statistics.median(results.latency["celery"])
+        rows.append(
+            [
+                "Dispatch-to-result p50",
+                f"{ms(pq_p50)} (HTTP)",
+                f"{ms(raw_p50)} (in-process `delay().get()`)",
+                ratio(pq_p50, raw_p50),
+                "<= 2x",
+                verdict(pq_p50 <= 2 * raw_p50),
+            ]
+        )
+    if len(results.drain) == 2:
+        pq_drain, celery_drain = results.drain["pocketqueue"], results.drain["celery"]
+        rows.append(
+            [
+                f"Worker drain, {pq_drain.jobs:,} no-op jobs",
+                f"{pq_drain.rate:,.0f} jobs/s",
+                f"{celery_drain.rate:,.0f} jobs/s (plain Celery)",
+                ratio(pq_drain.rate, celery_drain.rate),
+                ">= 0.9x",
+                verdict(pq_drain.rate >= 0.9 * celery_drain.rate),
+            ]
+        )
+    rows.extend(soak_summary_rows(results))
+    header = ["Measurement", "PocketQueue", "Baseline", "Ratio", "Target", "Result"]
+    return "## Summary\n\n" + table(header, rows, "lrrrll")
+
+
+def soak_summary_rows(results: Results) -> list[list[str]]:
+    pq = results.soak.get(PQ_TARGET.name)
+    if pq is None:
+        return []
+    naive = results.soak.get(NAIVE_TARGET.name)
+    growth = rss_growth(pq)
+    return [
+        [
+            f"Soak: API RSS growth over {pq.result.requests:,} dispatches",
+            f"{growth / 1024:+.0f} MiB, {pq.result.slower_than(STALL_SECONDS)} stalls",
+            f"{rss_growth(naive) / 1024:+.0f} MiB over {naive.result.requests:,}, "
+            f"{naive.result.slower_than(STALL_SECONDS)} stalls (naive)"
+            if naive
+            else "not run",
+            "",
+            "flat",
+            verdict(growth <= max(16 * 1024, 0.1 * pq.samples[0][2])),
+        ]
+    ]
+
+
+def rss_growth(run: SoakRun) -> int:
+    """KiB gained from the start (after the warm-up) to the end of the soak."""
+    return run.samples[-1][2] - run.samples[0][2]
+
+
+def dispatch_section(results: Results) -> str:
+    rows = []
+    for run in results.dispatch.values():
+        result = run.result
+        rows.append(
+            [
+                run.target.label,
+                f"{result.rate:,.0f}",
+                ms(result.percentile(0.5)),
+                ms(result.percentile(0.99)),
+                ms(result.max_latency),
+                result.describe_errors(),
+                f"{run.api_cpu:.0%}",
+                f"{run.redis_cpu:.0%}",
+                f"{run.loadgen_cpu:.0%}",
+            ]
+        )
+    header = [
+        "API (one process, no worker)",
+        "req/s",
+        "p50",
+        "p99",
+        "max",
+        "errors",
+        "API CPU",
+        "Redis CPU",
+        "client CPU",
+    ]
+    text = "## 1. Dispatch throughput\n\n" + table(header, rows)
+    wrk_rows = [wrk_row(run) for run in results.dispatch.values() if run.wrk is not None]
+    if wrk_rows:
+        text += "\n\nCross-check with wrk (`wrk -t2`, same clients and duration, separate run):\n\n"
+        text += table(["API", "req/s", "p50", "p99", "errors"], wrk_rows)
+    naive_async = results.dispatch.get(NAIVE_ASYNC_TARGET.name)
+    if naive_async is not None:
+        text += (
+            "\n\nThe `async def` variant calls Celery's synchronous producer on the event loop, so every "
+            "publish blocks all other requests; shown for reference, the comparison uses the `def` endpoint."
+        )
+    return text
+
+
+def wrk_row(run: DispatchRun) -> list[str]:
+    assert run.wrk is not None
+    return [run.target.label, f"{run.wrk.rate:,.0f}", ms(run.wrk.p50), ms(run.wrk.p99), str(run.wrk.errors)]
+
+
+def latency_section(results: Results) -> str:
+    labels = {
+        "pocketqueue": "PocketQueue: POST /dispatch + GET /wait/{id} (HTTP, keep-alive)",
+        "celery": "raw Celery: `task.delay().get()` in-process",
+    }
+    rows = []
+    for name, samples in results.latency.items():
+        ordered = sorted(samples)
+        rows.append(
+            [
+                labels[name],
+                str(len(samples)),
+                ms(percentile(ordered, 0.5)),
+                ms(percentile(ordered, 0.99)),
+                ms(statistics.fmean(ordered)),
+                ms(ordered[-1]),
+            ]
+        )
+    header = ["Round trip (one worker, concurrency 2)", "samples", "p50", "p99", "mean", "max"]
+    return "## 2. Dispatch-to-result latency\n\n" + table(header, rows)
+
+
+def drain_section(results: Results) -> str:
+    labels = {"pocketqueue": "PocketQueue worker (`pocketqueue.debug`)", "celery": "plain Celery worker (no-op task)"}
+    rows = [
+        [
+            labels[name],
+            f"{run.jobs:,}",
+            f"{run.enqueue_seconds:.1f} s",
+            f"{run.done_at_ready:,}",
+            f"{run.seconds:.2f} s",
+            f"{run.rate:,.0f}",
+        ]
+        for name, run in results.drain.items()
+    ]
+    header = ["Worker (concurrency 2, prefork)", "jobs", "enqueue", "done at ready", "ready → all done", "jobs/s"]
+    return "## 3. Worker drain\n\n" + table(header, rows)
+
+
+def soak_section(results: Results) -> str:
+    rows = []
+    for run in results.soak.values():
+        result = run.result
+        done = f"{result.requests:,}"
+        if run.capped:
+            done += f" of {run.requested:,} (time cap)"
+        rows.append(
+            [
+                run.target.label,
+                done,
+                f"{result.rate:,.0f}",
+                *(mib(kib) for kib in quarter_rss(run)),
+                mib(max(kib for _, _, kib in run.samples)),
+                ms(result.max_latency),
+                str(result.slower_than(STALL_SECONDS)),
+                result.describe_errors(),
+            ]
+        )
+    header = ["API", "dispatches", "req/s", "RSS start", "25%", "50%", "75%", "100%", "max RSS"]
+    header += ["max latency", "stalls > 1 s", "errors"]
+    return "## 4. Soak (no worker; RSS of the API process)\n\n" + table(header, rows)
+
+
+def quarter_rss(run: SoakRun) -> list[int]:
+    """RSS at the start, at the first sample past 25/50/75% of the requests done, and at the end."""
+    total = run.result.requests
+    marks = [
+        next((kib for done, _, kib in run.samples if done >= total * quarter), run.samples[-1][2])
+        for quarter in (0.25, 0.5, 0.75)
+    ]
+    return [run.samples[0][2], *marks, run.samples[-1][2]]
+
+
+def method_section(options: Options) -> str:
+    lines = [
+        "## How this was measured",
+        "",
+        "- Everything ran on this machine over loopback, against a Redis started for this run "
+        "(redis-server with PocketQueue's local settings: AOF on, fsync every second), flushed between runs.",
+        f"- Dispatch: {options.clients} concurrent keep-alive clients in a closed loop from a lean asyncio "
+        f"HTTP/1.1 client (bench/loadgen.py), {options.warmup:.0f} s warm-up then {options.duration:.0f} s "
+        "measured, one API process (uvicorn, one worker process), no Celery worker running, so jobs queue up. "
+        "The naive API is bench/naive_api.py: a FastAPI `def` endpoint calling `apply_async` on a plain "
+        "Celery app (same Redis as broker and result backend, JSON). The client shares the 2 cores with "
+        "the API and Redis; the CPU columns show each process's share of one core over the loaded time.",
+        f"- Latency: {options.samples} sequential round trips after {options.latency_warmup} warm-up ones, "
+        "one worker with concurrency 2. PocketQueue: POST /api/queue/dispatch then "
+        "GET /api/queue/wait/{id}?timeout=10 on one connection; raw Celery: `delay().get()` from the "
+        "benchmark process (pub/sub result backend), against a plain Celery worker.",
+        f"- Drain: {options.drain_jobs:,} no-op jobs queued while no worker runs, then one worker "
+        "(prefork, concurrency 2, late acks, prefetch 1, JSON) started; timed from Celery's `worker_ready` "
+        "signal until every job is done (PocketQueue: all records in the completed index; Celery: queue "
+        "and `unacked` empty). Jobs/s counts only jobs finished after ready.",
+        f"- Soak: the same closed loop until {options.soak:,} dispatches (naive: {options.naive_soak:,}, "
+        f"capped at {options.naive_soak_seconds:.0f} s), VmRSS of the API process sampled every "
+        f"{options.rss_interval:.0f} s; a stall is a request slower than {STALL_SECONDS:.0f} s. "
+        "Latencies are per request, measured by the client.",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,186 @@
+"""Fixtures: a real Redis, a real Celery worker process, and the API in-process.
+
+Redis is an embedded redis-server on a free port, or TEST_REDIS_URL when set. Each test
+session uses its own queue name and key prefix, so a shared TEST_REDIS_URL is safe.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from pocketqueue.api.app import create_app
+from pocketqueue.config import Settings
+from pocketqueue.embedded import LocalRedis
+from pocketqueue.runtime import QueueRuntime, open_runtime
+from pocketqueue.worker.app import create_celery_app
+
+TESTS = Path(__file__).parent
+TASK_MODULES_DIR = TESTS / "task_modules"
+sys.path.insert(0, str(TASK_MODULES_DIR))  # the API side imports the same module
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("TEST_REDIS_URL")
+    if external:
+        yield external
+        return
+    with LocalRedis(tmp_path_factory.mktemp("redis"), write_port_file=False) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def session_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def make_settings(redis_url: str, session_id: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "redis_url": redis_url,
+        "queue_name": f"pqtest-{session_id}",
+        "queue_key_prefix": f"pqtest-{session_id}",
+        "task_modules": ["pq_test_tasks"],
+        "queue_lease_seconds": 3,
+        "worker_concurrency": 2,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+def settings(redis_url: str, session_id: str) -> Settings:
+    return make_settings(redis_url, session_id)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process the same settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QUEUE_", "CELERY_", "REDIS_"))}
+    env.update(
+        REDIS_URL=settings.resolved_redis_url(),
+        QUEUE_NAME=settings.queue_name,
+        QUEUE_KEY_PREFIX=settings.queue_key_prefix,
+        TASK_MODULES=",".join(settings.task_modules),
+        QUEUE_LEASE_SECONDS=str(settings.queue_lease_seconds),
+        QUEUE_TASK_TIME_LIMIT=str(settings.queue_task_time_limit),
+        QUEUE_TASK_SOFT_TIME_LIMIT=str(settings.queue_task_soft_time_limit),
+        WORKER_CONCURRENCY=str(settings.worker_concurrency),
+        PYTHONPATH=os.pathsep.join([str(TASK_MODULES_DIR), env.get("PYTHONPATH", "")]),
+        LOG_LEVEL="INFO",
+    )
+    return env
+
+
+class WorkerProcess:
+    """A real `python -m pocketqueue worker` child process."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pocketqueue", "worker"],
+            env=settings_env(settings),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.name = f"pocketqueue.{self.process.pid}@"
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        app = create_celery_app(self.settings)
+
+        def answered() -> bool:
+            assert self.process.poll() is None, f"worker exited early:\n{self.log()}"
+            replies = app.control.ping(timeout=0.5) or []
+            return any(name.startswith(self.name) for reply in replies for name in reply)
+
+        wait_until(answered, timeout=timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def child_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, check=False)
+        return [int(pid) for pid in out.stdout.split()]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[[Settings], WorkerProcess]]:
+    """Start workers for a test (stopped at its end)."""
+    started: list[WorkerProcess] = []
+
+    def start(settings: Settings) -> WorkerProcess:
+        worker = WorkerProcess(settings, tmp_path / f"worker-{len(started)}.log")
+        started.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture(scope="session")
+def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    """The session's worker, consuming the session queue."""
+    process = WorkerProcess(settings, tmp_path_factory.mktemp("worker") / "worker.log")
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def runtime(settings: Settings) -> AsyncIterator[QueueRuntime]:
+    async with open_runtime(settings) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The API, in-process, with its lifespan (Redis pool, watcher) running."""
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://pq") as c:
+        yield c
