@@ -39,3 +39,17 @@ def tick(job: JobContext, key: str, ticks: int, interval: float) -> int:
         client.expire(key, 300)
         time.sleep(interval)
     return ticks
+
+
+@task(name="tests.stubborn")
+def stubborn(job: JobContext, seconds: float) -> str:
+    """Ignores the soft time limit, so only the hard limit can stop it."""
+    from billiard.exceptions import SoftTimeLimitExceeded
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except SoftTimeLimitExceeded:
+            pass
+    return "finished anyway"

@@ -20,7 +20,9 @@ from kombu.serialization import dumps as serialize
 
 def build_message(app: Celery, job_id: str, task: str, args: list[Any], kwargs: dict[str, Any], queue: str) -> str:
     """The JSON envelope kombu's Redis transport expects in the queue list."""
-    headers, properties, body, _ = app.amqp.as_task_v2(job_id, task, args=args, kwargs=kwargs)
+    # ignore_result: the job record is the result; without it the header's default
+    # (False) overrides the task's own setting and Celery stores every result twice.
+    headers, properties, body, _ = app.amqp.as_task_v2(job_id, task, args=args, kwargs=kwargs, ignore_result=True)
     content_type, content_encoding, payload = serialize(body, serializer="json")
     properties.update(
         delivery_mode=2,

@@ -28,7 +28,7 @@ class DispatchRequest:
 class CeleryTaskDispatchNode(AsyncNode):  # type: ignore[misc]
     """Validates `shared["request"]`, writes the job and its message; "dispatched" or "rejected".
 
-    Sets `shared["job"]` (the queued Job) or `shared["error"]` (a QueueError saying why).
+    Sets `shared["job"]` and `shared["job_id"]`, or `shared["error"]` (a QueueError).
     The record, its index entry and the Celery message are written in one MULTI, so a
     dispatch either happens whole or not at all. Not retried: a retry after a lost reply
     could publish twice.
@@ -61,4 +61,5 @@ class CeleryTaskDispatchNode(AsyncNode):  # type: ignore[misc]
             shared["error"] = exec_res
             return "rejected"
         shared["job"] = exec_res
+        shared["job_id"] = exec_res.job_id  # so a monitor or cancel node can follow on
         return "dispatched"

@@ -1,0 +1,135 @@
+"""Job lifecycle guarantees, each shown by doing the real thing to a real worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from conftest import WorkerProcess, make_settings, wait_until
+from pocketqueue.config import Settings
+from pocketqueue.jobs.message import build_message
+from pocketqueue.jobs.models import Job, JobStatus
+from pocketqueue.nodes import CeleryTaskDispatchNode, DispatchRequest, TaskCancelNode
+from pocketqueue.runtime import QueueRuntime, open_runtime
+
+StartWorker = Callable[[Settings], WorkerProcess]
+
+
+def private_settings(redis_url: str, **overrides: Any) -> Settings:
+    """Settings with a queue and key prefix no other test (or worker) uses."""
+    return make_settings(redis_url, uuid.uuid4().hex[:8], **overrides)
+
+
+async def dispatch(runtime: QueueRuntime, task: str, *args: Any, **kwargs: Any) -> Job:
+    shared: dict[str, Any] = {"runtime": runtime, "request": DispatchRequest(task, list(args), kwargs)}
+    assert await CeleryTaskDispatchNode().run_async(shared) == "dispatched"
+    job: Job = shared["job"]
+    return job
+
+
+def read(client: redis.Redis, settings: Settings, job_id: str) -> dict[str, str]:
+    raw: dict[str, str] = client.hgetall(f"{settings.queue_key_prefix}:job:{job_id}")  # type: ignore[assignment]
+    return raw
+
+
+async def test_a_job_cancelled_while_no_worker_is_online_never_runs(
+    redis_url: str, start_worker: StartWorker, sync_redis: redis.Redis
+) -> None:
+    settings = private_settings(redis_url)
+    async with open_runtime(settings) as runtime:
+        cancelled = await dispatch(runtime, "pocketqueue.debug", result="should never appear")
+        kept = await dispatch(runtime, "pocketqueue.debug", result="runs")
+        assert await TaskCancelNode().run_async({"runtime": runtime, "job_id": cancelled.job_id}) == "cancelled"
+    assert sync_redis.llen(settings.queue_name) == 2  # both messages are still on the broker
+
+    worker = start_worker(settings)
+    wait_until(lambda: read(sync_redis, settings, kept.job_id)["status"] == "completed")
+    wait_until(lambda: f"job {cancelled.job_id} not run: cancelled" in worker.log())
+    record = read(sync_redis, settings, cancelled.job_id)
+    assert record["status"] == "cancelled"
+    assert record["attempts"] == "0"
+    assert "started_at" not in record and "result" not in record
+
+
+async def test_finished_jobs_expire_and_leave_nothing_behind(
+    redis_url: str, start_worker: StartWorker, sync_redis: redis.Redis
+) -> None:
+    settings = private_settings(redis_url, queue_job_ttl_seconds=2)
+    start_worker(settings)
+    async with open_runtime(settings) as runtime:
+        jobs = [
+            await dispatch(runtime, "tests.add", 1, 2),
+            await dispatch(runtime, "tests.fail", "boom"),
+            await dispatch(runtime, "pocketqueue.debug", sleep=30),
+        ]
+        await TaskCancelNode().run_async({"runtime": runtime, "job_id": jobs[2].job_id})
+        for job in jobs:
+            finished = await runtime.watcher.wait_for(runtime.store, job.job_id, 20)
+            assert finished is not None and finished.status.finished
+    key = f"{settings.queue_key_prefix}:job:{jobs[0].job_id}"
+    assert 0 < sync_redis.ttl(key) <= 2
+
+    def our_keys() -> list[str]:
+        return list(sync_redis.scan_iter(f"{settings.queue_key_prefix}:*"))
+
+    wait_until(lambda: not our_keys(), timeout=10, interval=0.2)
+    assert not [k for k in sync_redis.scan_iter("celery-task-meta-*") if any(j.job_id in k for j in jobs)]
+
+
+async def test_a_redelivered_message_for_a_finished_job_is_dropped(
+    redis_url: str, start_worker: StartWorker, sync_redis: redis.Redis
+) -> None:
+    settings = private_settings(redis_url)
+    worker = start_worker(settings)
+    async with open_runtime(settings) as runtime:
+        job = await dispatch(runtime, "tests.add", 2, 2)
+        done = await runtime.watcher.wait_for(runtime.store, job.job_id, 20)
+        assert done is not None and done.status == JobStatus.COMPLETED
+        # The broker hands the same job out again (as after a visibility timeout).
+        message = build_message(runtime.celery, job.job_id, job.task, job.args, job.kwargs, settings.queue_name)
+        sync_redis.lpush(settings.queue_name, message)
+    wait_until(lambda: f"job {job.job_id} not run: completed" in worker.log())
+    record = read(sync_redis, settings, job.job_id)
+    assert record["attempts"] == "1"
+    assert record["finished_at"] == f"{done.finished_at.timestamp():.6f}" if done.finished_at else False
+
+
+async def test_a_job_whose_worker_process_is_killed_runs_again_and_completes(
+    redis_url: str, start_worker: StartWorker, sync_redis: redis.Redis
+) -> None:
+    settings = private_settings(redis_url, queue_lease_seconds=2)
+    worker = start_worker(settings)
+    async with open_runtime(settings) as runtime:
+        job = await dispatch(runtime, "pocketqueue.debug", sleep=1.5, steps=3, result="survived")
+        wait_until(lambda: read(sync_redis, settings, job.job_id).get("progress") not in (None, "0"))
+        for pid in worker.child_pids():
+            os.kill(pid, signal.SIGKILL)
+        finished = await runtime.watcher.wait_for(runtime.store, job.job_id, 30)
+    assert finished is not None
+    assert finished.status == JobStatus.COMPLETED, finished
+    assert finished.result == "survived"
+    assert finished.attempts == 2
+
+
+async def test_time_limits_fail_the_job_with_a_clear_error(
+    redis_url: str, start_worker: StartWorker, sync_redis: redis.Redis
+) -> None:
+    settings = private_settings(redis_url, queue_task_time_limit=3, queue_task_soft_time_limit=1)
+    start_worker(settings)
+    async with open_runtime(settings) as runtime:
+        soft = await dispatch(runtime, "pocketqueue.debug", sleep=20)
+        hard = await dispatch(runtime, "tests.stubborn", 20)
+        started = time.monotonic()
+        soft_done = await runtime.watcher.wait_for(runtime.store, soft.job_id, 20)
+        hard_done = await runtime.watcher.wait_for(runtime.store, hard.job_id, 20)
+    assert time.monotonic() - started < 15
+    assert soft_done is not None and soft_done.status == JobStatus.FAILED
+    assert soft_done.error is not None and soft_done.error.type == "SoftTimeLimitExceeded"
+    assert hard_done is not None and hard_done.status == JobStatus.FAILED
+    assert hard_done.error is not None and "time limit exceeded" in hard_done.error.message
