@@ -209,9 +209,14 @@ class LoadGenerator:
         plan = _Plan(deadline=started + seconds, limit=limit, expect_status=self.expect_status, record=record)
         plan.result.clients = self.clients
         ticker = asyncio.create_task(_ticker(plan, started, tick_seconds, on_tick)) if on_tick else None
-        clients = (_client(conn, self.host, self.port, self.payload, plan) for conn in self._connections)
         try:
-            self._connections = list(await asyncio.wait_for(asyncio.gather(*clients), seconds + GRACE_SECONDS))
+            # A TaskGroup: one client failing (or Ctrl-C) cancels the others, and nothing outlives the run.
+            async with asyncio.timeout(seconds + GRACE_SECONDS), asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(_client(conn, self.host, self.port, self.payload, plan))
+                    for conn in self._connections
+                ]
+            self._connections = [task.result() for task in tasks]
         finally:
             plan.result.elapsed = time.perf_counter() - started
             if ticker is not None:

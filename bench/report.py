@@ -204,7 +204,10 @@ def dispatch_section(results: Results) -> str:
     text = "## 1. Dispatch throughput\n\n" + table(header, rows)
     wrk_rows = [wrk_row(run) for run in results.dispatch.values() if run.wrk is not None]
     if wrk_rows:
-        text += "\n\nCross-check with wrk (`wrk -t2`, same clients and duration, separate run):\n\n"
+        text += (
+            f"\n\nCross-check with wrk (`wrk -t2 -c{results.options.clients}`, 1 s warm-up then "
+            f"{results.options.wrk_seconds:.0f} s, right after the run above):\n\n"
+        )
         text += table(["API", "req/s", "p50", "p99", "errors"], wrk_rows)
     naive_async = results.dispatch.get(NAIVE_ASYNC_TARGET.name)
     if naive_async is not None:

@@ -123,7 +123,7 @@ class Bench:
         service.start()
         try:
             yield service
-        except BaseException:
+        except Exception:
             print(f"\n--- last lines of {service.name}'s log ---\n{service.log_tail()}", file=sys.stderr)
             raise
         finally:
@@ -194,8 +194,8 @@ def wrk_load(bench: Bench, port: int, target: Target, options: Options) -> wrk.W
     progress(f"dispatch: {target.label} again, with wrk")
     url = f"http://{HOST}:{port}{target.path}"
     threads = min(2, options.clients)
-    wrk.run_wrk(url, target.body, options.clients, options.warmup, threads, bench.work_dir)  # warm-up
-    return wrk.run_wrk(url, target.body, options.clients, options.duration, threads, bench.work_dir)
+    wrk.run_wrk(url, target.body, options.clients, 1.0, threads, bench.work_dir)  # warm-up
+    return wrk.run_wrk(url, target.body, options.clients, options.wrk_seconds, threads, bench.work_dir)
 
 
 # 2. Dispatch-to-result latency ----------------------------------------------------

@@ -22,7 +22,8 @@ def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str
     body: dict[str, Any] = response.json()
     assert body["status"] == status
     assert body["type"].endswith(slug)
-    assert body["title"] and body["detail"]
+    assert body["title"]
+    assert body["detail"]
     assert body["instance"] == response.request.url.path
     return body
 
@@ -79,7 +80,8 @@ async def test_malformed_dispatch_body_is_a_422_problem_with_errors(
     client: httpx.AsyncClient, payload: dict[str, Any]
 ) -> None:
     body = assert_problem(await client.post("/api/queue/dispatch", json=payload), 422, "invalid-request")
-    assert body["errors"] and all("loc" in e and "msg" in e for e in body["errors"])
+    assert body["errors"]
+    assert all("loc" in e and "msg" in e for e in body["errors"])
 
 
 async def test_invalid_json_is_a_422_problem(client: httpx.AsyncClient) -> None:
@@ -136,7 +138,9 @@ async def test_a_task_that_raises_fails_the_job_with_its_error(client: httpx.Asy
     assert body["result"] is None
 
 
-async def test_a_result_that_is_not_json_fails_the_job_clearly(client: httpx.AsyncClient, worker: WorkerProcess) -> None:
+async def test_a_result_that_is_not_json_fails_the_job_clearly(
+    client: httpx.AsyncClient, worker: WorkerProcess
+) -> None:
     job = await dispatch(client, "tests.not_json")
     body = (await client.get(f"/api/queue/wait/{job['job_id']}", params={"timeout": 20})).json()
     assert body["status"] == "failed"
@@ -218,7 +222,8 @@ async def test_health_reports_redis_and_the_workers(client: httpx.AsyncClient, w
     assert response.status_code == 200
     body = response.json()
     assert body["api"] == "ok"
-    assert body["redis"]["ok"] is True and body["redis"]["latency_ms"] > 0
+    assert body["redis"]["ok"] is True
+    assert body["redis"]["latency_ms"] > 0
     assert body["celery_ping"] is True
     assert any(name.startswith(worker.name) for name in body["workers"])
 

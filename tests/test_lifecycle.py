@@ -54,7 +54,8 @@ async def test_a_job_cancelled_while_no_worker_is_online_never_runs(
     record = read(sync_redis, settings, cancelled.job_id)
     assert record["status"] == "cancelled"
     assert record["attempts"] == "0"
-    assert "started_at" not in record and "result" not in record
+    assert "started_at" not in record
+    assert "result" not in record
 
 
 async def test_finished_jobs_expire_and_leave_nothing_behind(
@@ -71,7 +72,8 @@ async def test_finished_jobs_expire_and_leave_nothing_behind(
         await TaskCancelNode().run_async({"runtime": runtime, "job_id": jobs[2].job_id})
         for job in jobs:
             finished = await runtime.watcher.wait_for(runtime.store, job.job_id, 20)
-            assert finished is not None and finished.status.finished
+            assert finished is not None
+            assert finished.status.finished
     key = f"{settings.queue_key_prefix}:job:{jobs[0].job_id}"
     assert 0 < sync_redis.ttl(key) <= 2
 
@@ -90,7 +92,8 @@ async def test_a_redelivered_message_for_a_finished_job_is_dropped(
     async with open_runtime(settings) as runtime:
         job = await dispatch(runtime, "tests.add", 2, 2)
         done = await runtime.watcher.wait_for(runtime.store, job.job_id, 20)
-        assert done is not None and done.status == JobStatus.COMPLETED
+        assert done is not None
+        assert done.status == JobStatus.COMPLETED
         # The broker hands the same job out again (as after a visibility timeout).
         message = build_message(runtime.celery, job.job_id, job.task, job.args, job.kwargs, settings.queue_name)
         sync_redis.lpush(settings.queue_name, message)
@@ -129,7 +132,11 @@ async def test_time_limits_fail_the_job_with_a_clear_error(
         soft_done = await runtime.watcher.wait_for(runtime.store, soft.job_id, 20)
         hard_done = await runtime.watcher.wait_for(runtime.store, hard.job_id, 20)
     assert time.monotonic() - started < 15
-    assert soft_done is not None and soft_done.status == JobStatus.FAILED
-    assert soft_done.error is not None and soft_done.error.type == "SoftTimeLimitExceeded"
-    assert hard_done is not None and hard_done.status == JobStatus.FAILED
-    assert hard_done.error is not None and "time limit exceeded" in hard_done.error.message
+    assert soft_done is not None
+    assert soft_done.status == JobStatus.FAILED
+    assert soft_done.error is not None
+    assert soft_done.error.type == "SoftTimeLimitExceeded"
+    assert hard_done is not None
+    assert hard_done.status == JobStatus.FAILED
+    assert hard_done.error is not None
+    assert "time limit exceeded" in hard_done.error.message

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pocketflow import AsyncFlow, AsyncNode
 
+from conftest import make_settings
 from pocketqueue import flows
 from pocketqueue.config import Settings
 from pocketqueue.errors import InvalidArguments, JobNotFound, RedisUnavailable, TaskNotRegistered
@@ -20,7 +21,6 @@ from pocketqueue.nodes import (
     TaskStatusMonitorNode,
 )
 from pocketqueue.runtime import QueueRuntime, open_runtime
-from conftest import make_settings
 
 pytestmark = pytest.mark.usefixtures("worker")
 

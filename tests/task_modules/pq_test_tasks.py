@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import Any
@@ -48,8 +49,6 @@ def stubborn(job: JobContext, seconds: float) -> str:
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(SoftTimeLimitExceeded):
             time.sleep(0.05)
-        except SoftTimeLimitExceeded:
-            pass
     return "finished anyway"

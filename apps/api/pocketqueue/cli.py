@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
 
+from pydantic import ValidationError
+
 from pocketqueue.config import Settings, get_settings
 from pocketqueue.embedded import LocalRedis, answers
 from pocketqueue.errors import QueueError
@@ -116,4 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except QueueError as exc:
         print(f"pocketqueue: error: {exc.detail}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        print(f"pocketqueue: error: invalid settings: {problems}", file=sys.stderr)
         return 2

@@ -1,7 +1,8 @@
 """The worker: the Celery app (`pocketqueue.worker:celery_app`) and the `@task` decorator.
 
 The app is built on first access, not at import, so importing this package never reads
-settings; `celery -A pocketqueue.worker ...` finds it through `app`/`celery_app`.
+settings. `celery -A pocketqueue.worker ...` finds it as `celery` (Celery looks for
+`app`, which here is a submodule, then `celery`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,6 @@ def get_celery_app() -> PocketQueueCelery:
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("celery_app", "app"):
+    if name in ("celery_app", "celery"):
         return get_celery_app()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,67 @@
+"""Settings: defaults, parsing, secrets, and the local-Redis fallback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from pocketqueue.config import Settings
+from pocketqueue.errors import ConfigurationError
+
+
+def settings(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+def test_defaults_match_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("REDIS_URL", "API_PORT", "TASK_MODULES", "QUEUE_JOB_TTL_SECONDS", "DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    s = settings()
+    assert s.redis_url is None
+    assert s.uses_local_redis
+    assert (s.api_host, s.api_port) == ("127.0.0.1", 8000)
+    assert s.data_dir == Path("var")
+    assert s.queue_job_ttl_seconds == 86_400
+    assert s.task_modules == []
+    assert s.visibility_timeout > s.queue_task_time_limit
+
+
+def test_env_example_lists_every_setting() -> None:
+    text = (Path(__file__).parents[1] / ".env.example").read_text()
+    for name in Settings.model_fields:
+        assert f"# {name.upper()}=" in text, name
+
+
+def test_task_modules_is_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASK_MODULES", " app.tasks, other.jobs ,,")
+    assert settings().task_modules == ["app.tasks", "other.jobs"]
+
+
+def test_empty_redis_url_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "")
+    assert settings().uses_local_redis
+
+
+def test_broker_and_backend_default_to_the_redis_url() -> None:
+    s = settings(redis_url="redis://:pw@example:6390/2")
+    assert s.broker_url() == s.result_backend() == "redis://:pw@example:6390/2"
+    s = settings(redis_url="redis://a/0", celery_broker_url="redis://b/0")
+    assert (s.broker_url(), s.result_backend()) == ("redis://b/0", "redis://a/0")
+
+
+def test_urls_are_secret_in_repr_and_logs() -> None:
+    s = settings(redis_url="rediss://:hunter2@example:6380/0")
+    assert "hunter2" not in repr(s)
+    assert "hunter2" not in str(s.model_dump())
+
+
+def test_soft_limit_may_not_exceed_hard_limit() -> None:
+    with pytest.raises(ValidationError, match="SOFT_TIME_LIMIT"):
+        settings(queue_task_time_limit=10, queue_task_soft_time_limit=20)
+
+
+def test_no_redis_url_and_no_local_redis_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="python -m pocketqueue redis"):
+        settings(data_dir=tmp_path).resolved_redis_url()

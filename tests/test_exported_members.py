@@ -1,0 +1,43 @@
+"""The public API: what users import. Changing these lists is a breaking change."""
+
+from __future__ import annotations
+
+import pocketqueue
+import pocketqueue.flows
+import pocketqueue.nodes
+
+
+def test_top_level_exports() -> None:
+    assert sorted(pocketqueue.__all__) == ["JobCancelled", "JobContext", "task"]
+
+
+def test_node_exports() -> None:
+    assert sorted(pocketqueue.nodes.__all__) == [
+        "CeleryTaskDispatchNode",
+        "DispatchRequest",
+        "EndNode",
+        "RedisConnectionNode",
+        "RedisProbeNode",
+        "TaskCancelNode",
+        "TaskStatusMonitorNode",
+        "WorkerPingNode",
+    ]
+
+
+def test_flow_factories() -> None:
+    factories = sorted(name for name in vars(pocketqueue.flows) if name.startswith("create_"))
+    assert factories == [
+        "create_cancel_flow",
+        "create_dispatch_and_wait_flow",
+        "create_dispatch_flow",
+        "create_health_flow",
+        "create_redis_probe_flow",
+        "create_status_flow",
+    ]
+
+
+def test_worker_app_is_importable_the_way_celery_looks_for_it() -> None:
+    import pocketqueue.worker as worker
+
+    assert callable(worker.get_celery_app)
+    assert "celery_app" not in vars(worker)  # built lazily, never at import time
