@@ -125,3 +125,13 @@ def test_start_worker_script_is_the_worker_command(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "cannot reach Redis" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["api", "worker"])
+def test_a_task_module_that_cannot_be_imported_is_a_one_line_error(
+    command: str, tmp_path: Path, redis_url: str
+) -> None:
+    result = run_cli(command, env=clean_env(REDIS_URL=redis_url, TASK_MODULES="no_such_module_here"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "TASK_MODULES: cannot import 'no_such_module_here'" in result.stderr
+    assert "Traceback" not in result.stderr

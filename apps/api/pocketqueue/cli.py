@@ -37,7 +37,10 @@ def require_redis(settings: Settings) -> str:
 def run_api(settings: Settings) -> None:
     import uvicorn
 
+    from pocketqueue.jobs.registry import import_task_modules
+
     require_redis(settings)
+    import_task_modules(settings.task_modules)  # a bad module is a one-line error here, not a lifespan traceback
     uvicorn.run(
         "pocketqueue.api.app:create_app",
         factory=True,
