@@ -22,17 +22,8 @@ def password_redis(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     server = subprocess.Popen(
         [
-            redis_server_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--requirepass",
-            PASSWORD,
-            "--dir",
-            str(tmp_path),
+            *(redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", ""),
+            *("--requirepass", PASSWORD, "--dir", str(tmp_path)),
         ],
         stdout=subprocess.DEVNULL,
     )
