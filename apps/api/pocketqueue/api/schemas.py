@@ -29,6 +29,10 @@ class JobCreate(BaseModel):
 class JobPublic(Job):
     """A job as the API shows it."""
 
+    @classmethod
+    def of(cls, job: Job) -> JobPublic:
+        return cls.model_validate(job, from_attributes=True)
+
 
 class BatchStatusRequest(BaseModel):
     """Job ids to look up together."""

@@ -104,3 +104,7 @@ class JobWatcher:
                 log.warning("job watcher lost Redis (%s); reconnecting", exc)
                 self._wake_all()
                 await asyncio.sleep(RECONNECT_DELAY_SECONDS)
+            except Exception:  # never let the one listener die: waiters would sleep out their re-checks
+                log.exception("job watcher failed; restarting it")
+                self._wake_all()
+                await asyncio.sleep(RECONNECT_DELAY_SECONDS)

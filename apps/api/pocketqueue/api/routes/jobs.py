@@ -34,7 +34,7 @@ async def create_job(body: JobCreate, runtime: RuntimeDep) -> JobPublic:
     """Queue a job for a registered task; returns it with its `job_id`."""
     shared = new_shared(runtime, request=DispatchRequest(body.task, body.args, body.kwargs))
     await flows.run_flow(flows.create_dispatch_flow(), shared)
-    return JobPublic.model_validate(shared["job"], from_attributes=True)
+    return JobPublic.of(shared["job"])
 
 
 @router.get("/status/{job_id}", responses=PROBLEMS)
@@ -42,7 +42,7 @@ async def read_job(job_id: JobId, runtime: RuntimeDep) -> JobPublic:
     """The job as it stands now."""
     shared = new_shared(runtime, job_id=job_id)
     await flows.run_flow(flows.create_status_flow(), shared)
-    return JobPublic.model_validate(shared["job"], from_attributes=True)
+    return JobPublic.of(shared["job"])
 
 
 @router.get("/wait/{job_id}", responses={**PROBLEMS, 202: {"description": "Still running when the timeout passed"}})
@@ -56,7 +56,7 @@ async def wait_job(
     shared = new_shared(runtime, job_id=job_id, wait_timeout=timeout)
     if await flows.run_flow(flows.create_status_flow(), shared) == "timeout":
         response.status_code = status.HTTP_202_ACCEPTED
-    return JobPublic.model_validate(shared["job"], from_attributes=True)
+    return JobPublic.of(shared["job"])
 
 
 @router.delete("/cancel/{job_id}", responses={**PROBLEMS, 409: {"description": "The job already finished"}})
@@ -64,7 +64,7 @@ async def cancel_job(job_id: JobId, runtime: RuntimeDep) -> JobPublic:
     """Cancel a queued or running job for good; a running one is stopped."""
     shared = new_shared(runtime, job_id=job_id)
     await flows.run_flow(flows.create_cancel_flow(), shared)
-    return JobPublic.model_validate(shared["job"], from_attributes=True)
+    return JobPublic.of(shared["job"])
 
 
 @router.post("/batch-status", responses={503: PROBLEMS[503]})
@@ -72,7 +72,7 @@ async def read_jobs(body: BatchStatusRequest, runtime: RuntimeDep) -> BatchStatu
     """Many jobs in one call (at most 1000 ids), with the ids that do not exist."""
     shared = new_shared(runtime, job_ids=body.job_ids)
     await flows.run_flow(flows.create_status_flow(), shared)
-    jobs = [JobPublic.model_validate(job, from_attributes=True) for job in shared["jobs"]]
+    jobs = [JobPublic.of(job) for job in shared["jobs"]]
     return BatchStatusPublic(jobs=jobs, missing=shared["missing"])
 
 

@@ -26,4 +26,4 @@ async def create_debug_job(runtime: RuntimeDep, body: DebugJobCreate | None = No
     kwargs = (body or DebugJobCreate()).model_dump()
     shared = new_shared(runtime, request=DispatchRequest("pocketqueue.debug", [], kwargs))
     await flows.run_flow(flows.create_dispatch_flow(), shared)
-    return JobPublic.model_validate(shared["job"], from_attributes=True)
+    return JobPublic.of(shared["job"])
