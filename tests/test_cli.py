@@ -6,13 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from conftest import TASK_MODULES_DIR, wait_until
+from pocketqueue.cli import redacted
 from pocketqueue.embedded import PORT_FILE, answers, free_port, local_redis_url
 
 REPO = Path(__file__).parents[1]
@@ -96,21 +96,26 @@ def test_up_runs_redis_worker_and_api_and_stops_them_all_on_sigterm(tmp_path: Pa
         assert ping.returncode == 0, ping.stderr
         assert "pong" in ping.stdout
 
+        children = subprocess.run(["pgrep", "-P", str(up.pid)], capture_output=True, text=True, check=False)
+        started = [int(pid) for pid in children.stdout.split()]
+        assert len(started) == 3  # redis-server, worker, API
+
         up.send_signal(signal.SIGTERM)
         assert up.wait(timeout=60) == 0
-        assert not (tmp_path / "var" / PORT_FILE).exists()
         assert not answers(redis_url)
+        assert (tmp_path / "var" / PORT_FILE).exists()  # kept, so a restart reuses the port
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{base}/health", timeout=2)
+        assert [pid for pid in started if Path(f"/proc/{pid}").exists()] == []  # nothing left running
     finally:
         if up.poll() is None:
-            up.kill()
-            up.wait()
+            up.terminate()  # never SIGKILL first: its children would outlive it
+            try:
+                up.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                up.kill()
+                up.wait()
         log.close()
-    # Nothing it started is left running.
-    leftover = subprocess.run(["pgrep", "-f", f"API_PORT={port}"], capture_output=True, text=True, check=False)
-    assert leftover.stdout == ""
-    time.sleep(0)
 
 
 def test_start_worker_script_is_the_worker_command(tmp_path: Path) -> None:
@@ -135,3 +140,31 @@ def test_a_task_module_that_cannot_be_imported_is_a_one_line_error(
     assert result.returncode == 2
     assert "TASK_MODULES: cannot import 'no_such_module_here'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_stopped_local_redis_is_named_with_how_to_start_it(tmp_path: Path) -> None:
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / PORT_FILE).write_text(f"{free_port()}\n")
+    result = run_cli("api", env=clean_env(), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "the local Redis under var/" in result.stderr
+    assert "python -m pocketqueue redis" in result.stderr
+
+
+def test_a_broker_url_other_than_redis_url_stops_start_up(tmp_path: Path, redis_url: str) -> None:
+    result = run_cli("worker", env=clean_env(REDIS_URL=redis_url, CELERY_BROKER_URL=redis_url + "9"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "CELERY_BROKER_URL must be the same Redis" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:pw@h:1/0", "redis://:***@h:1/0"),
+        ("redis://user:pw@h:1/0", "redis://user:***@h:1/0"),
+        ("redis://h:1/0?password=pw&db=2", "redis://h:1/0?password=%2A%2A%2A&db=2"),
+        ("redis://h:1/0", "redis://h:1/0"),
+    ],
+)
+def test_urls_in_messages_never_show_a_password(url: str, shown: str) -> None:
+    assert redacted(url) == shown

@@ -47,8 +47,16 @@ def test_empty_redis_url_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_broker_and_backend_default_to_the_redis_url() -> None:
     s = settings(redis_url="redis://:pw@example:6390/2")
     assert s.broker_url() == s.result_backend() == "redis://:pw@example:6390/2"
-    s = settings(redis_url="redis://a/0", celery_broker_url="redis://b/0")
-    assert (s.broker_url(), s.result_backend()) == ("redis://b/0", "redis://a/0")
+    s = settings(redis_url="redis://a/0", celery_result_backend="redis://b/0")
+    assert (s.broker_url(), s.result_backend()) == ("redis://a/0", "redis://b/0")
+
+
+def test_a_broker_other_than_the_job_store_is_refused() -> None:
+    # Messages are written in the same transaction as the job record; a broker elsewhere
+    # would silently never see them.
+    assert settings(redis_url="redis://a/0", celery_broker_url="redis://a/0").broker_url() == "redis://a/0"
+    with pytest.raises(ConfigurationError, match="CELERY_BROKER_URL must be the same Redis"):
+        settings(redis_url="redis://a/0", celery_broker_url="redis://a/1").broker_url()
 
 
 def test_urls_are_secret_in_repr_and_logs() -> None:

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from pocketqueue.config import Settings
-from pocketqueue.embedded import PORT_FILE, LocalRedis, local_redis_url
+from pocketqueue.embedded import LocalRedis, answers, local_redis_url
 from pocketqueue.errors import ConfigurationError
 
 
@@ -22,14 +22,14 @@ def test_local_redis_is_loopback_only_with_aof_and_found_through_data_dir(tmp_pa
         assert local_redis_url(tmp_path) == server.url
         assert Settings(_env_file=None, data_dir=tmp_path).resolved_redis_url() == server.url  # type: ignore[call-arg]
         client.close()
-    assert not (tmp_path / PORT_FILE).exists()
+    assert not answers(server.url)
 
 
-def test_data_survives_a_restart(tmp_path: Path) -> None:
+def test_a_restart_keeps_the_data_and_the_port(tmp_path: Path) -> None:
     with LocalRedis(tmp_path) as server:
         redis.Redis.from_url(server.url).set("kept", "yes")
-        port = server.port
-    with LocalRedis(tmp_path, port=port) as again:
+    with LocalRedis(tmp_path) as again:
+        assert again.url == server.url  # clients still pointing at it reconnect by themselves
         assert redis.Redis.from_url(again.url).get("kept") == b"yes"
 
 

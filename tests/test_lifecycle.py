@@ -140,3 +140,18 @@ async def test_time_limits_fail_the_job_with_a_clear_error(
     assert hard_done.status == JobStatus.FAILED
     assert hard_done.error is not None
     assert "time limit exceeded" in hard_done.error.message
+
+
+async def test_a_job_for_a_task_the_worker_does_not_have_fails_instead_of_hanging(
+    redis_url: str, start_worker: StartWorker
+) -> None:
+    settings = private_settings(redis_url)
+    start_worker(settings.model_copy(update={"task_modules": []}))  # a worker without the test tasks
+    async with open_runtime(settings) as runtime:
+        job = await dispatch(runtime, "tests.add", 1, 2)
+        finished = await runtime.watcher.wait_for(runtime.store, job.job_id, 20)
+    assert finished is not None
+    assert finished.status == JobStatus.FAILED
+    assert finished.error is not None
+    assert finished.error.type == "TaskNotRegistered"
+    assert "TASK_MODULES" in finished.error.message

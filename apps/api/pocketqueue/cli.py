@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 from types import FrameType
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
@@ -19,17 +19,24 @@ from pocketqueue.errors import QueueError
 
 
 def redacted(url: str) -> str:
-    """`url` with any password replaced, for messages."""
+    """`url` with its password (in the authority or the query string) replaced, for messages."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query)])
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def require_redis(settings: Settings) -> str:
     url = settings.resolved_redis_url()
+    settings.broker_url()  # raises if the broker settings cannot work
     if not answers(url, timeout=3.0):
+        if settings.uses_local_redis:
+            raise QueueError(
+                f"the local Redis under {settings.data_dir}/ ({url}) is not running; "
+                "start it with `python -m pocketqueue redis` (or run everything with `make run`)."
+            )
         raise QueueError(f"cannot reach Redis at {redacted(url)}; is it running, and is REDIS_URL right?")
     return url
 
@@ -86,13 +93,19 @@ def run_up(settings: Settings) -> int:
 
 
 def _stop(child: subprocess.Popen[bytes], grace: float = 30.0) -> None:
-    if child.poll() is None:
-        child.send_signal(signal.SIGTERM)
+    """SIGTERM (a worker's warm shutdown: finish running jobs), then SIGQUIT, then SIGKILL.
+
+    SIGQUIT is Celery's cold shutdown, which hands unacknowledged messages back to Redis;
+    a SIGKILL would leave them for the broker's visibility timeout (over an hour).
+    """
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGQUIT, 10.0), (signal.SIGKILL, 10.0)):
+        if child.poll() is not None:
+            return
+        child.send_signal(sig)
         try:
-            child.wait(timeout=grace)
+            child.wait(timeout=wait)
         except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+            continue
 
 
 def _wait_for_stop_signal(still_running: object) -> None:

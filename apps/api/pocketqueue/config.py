@@ -74,9 +74,19 @@ class Settings(BaseSettings):
         return url
 
     def broker_url(self) -> str:
-        if self.celery_broker_url is not None:
-            return self.celery_broker_url.get_secret_value()
-        return self.resolved_redis_url()
+        """Celery's broker: always the job store's Redis (set CELERY_BROKER_URL only to say so).
+
+        The API writes a job's record and its Celery message in one Redis transaction,
+        so the broker cannot be another server or database: messages sent there would
+        never reach a worker.
+        """
+        redis_url = self.resolved_redis_url()
+        if self.celery_broker_url is not None and self.celery_broker_url.get_secret_value() != redis_url:
+            raise ConfigurationError(
+                "CELERY_BROKER_URL must be the same Redis as REDIS_URL (job records and their messages "
+                "are written in one transaction); leave it unset."
+            )
+        return redis_url
 
     def result_backend(self) -> str:
         if self.celery_result_backend is not None:

@@ -3,12 +3,12 @@
 When REDIS_URL is unset, `python -m pocketqueue up` (or `redis`) starts one, listening
 on loopback only, with AOF on so accepted jobs survive a restart. It writes its port to
 DATA_DIR/redis.port once it answers, and every other process (API, worker, `celery`,
-Flower) finds it there, with no extra flags.
+Flower) finds it there, with no extra flags. A restart reuses that port (while it is
+free), so processes still running reconnect by themselves.
 """
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import socket
 import subprocess
@@ -71,9 +71,21 @@ class LocalRedis:
 
     def __init__(self, data_dir: Path, port: int | None = None, write_port_file: bool = True) -> None:
         self.data_dir = data_dir
-        self.port = port or free_port()
         self.write_port_file = write_port_file
+        self.port = port or (self._previous_port() if write_port_file else None) or free_port()
         self.process: subprocess.Popen[bytes] | None = None
+
+    def _previous_port(self) -> int | None:
+        url = local_redis_url(self.data_dir)
+        if url is None:
+            return None
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return None  # taken (by a Redis still running there, `start` will say)
+        return port
 
     @property
     def url(self) -> str:
@@ -106,9 +118,8 @@ class LocalRedis:
         return self.url
 
     def stop(self) -> None:
-        if self.write_port_file:
-            with contextlib.suppress(FileNotFoundError):
-                (self.data_dir / PORT_FILE).unlink()
+        # The port file stays: the next start reuses the port, and until then other
+        # processes get a clear "not running" instead of guessing.
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()  # redis-server flushes the AOF on SIGTERM
             try:

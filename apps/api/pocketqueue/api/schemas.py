@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pocketqueue.jobs.models import Job
 
@@ -24,6 +25,16 @@ class JobCreate(BaseModel):
     task: str = Field(min_length=1, max_length=200)
     args: list[Any] = Field(default_factory=list)
     kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _strict_json(self) -> JobCreate:
+        # Python's JSON parser accepts NaN and Infinity; they are not JSON, so a worker
+        # (or another client reading the job) could not read them back.
+        try:
+            json.dumps([self.args, self.kwargs], allow_nan=False)
+        except ValueError:
+            raise ValueError("args and kwargs must be plain JSON (no NaN or Infinity)") from None
+        return self
 
 
 class JobPublic(Job):

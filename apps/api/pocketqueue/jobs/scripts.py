@@ -43,36 +43,44 @@ return {'started', attempt}
 """
 
 # KEYS: job, lease
-# ARGV: attempt, lease_ms, progress ('' to leave it), step ('' to leave it)
-# Refreshes the lease (and progress) only while this attempt still owns the job.
-# Returns the job's status, so a worker learns of a cancel within one heartbeat.
+# ARGV: attempt, lease_ms, progress ('' to leave it), step ('' to leave it), worker
+# Renews the lease (and records progress) only while this attempt still owns the job.
+# SET, not PEXPIRE: a lease that lapsed (Redis unreachable for a while, a stalled
+# process) is recreated, so no redelivery mistakes a live attempt for a dead one.
+# Returns the job's status, or 'superseded' when a newer attempt owns the job, so a
+# worker learns within one heartbeat that the job is no longer its to run.
 HEARTBEAT = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 'missing' end
-if status ~= 'processing' or redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[1] then
-  return status
-end
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
+if status ~= 'processing' then return status end
+if redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[1] then return 'superseded' end
+redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'progress', ARGV[3]) end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'step', ARGV[4]) end
 return status
 """
 
-# KEYS: job, lease, index:processing, index:<new status>
+# KEYS: job, lease, index:processing, index:<new status>, index:queued
 # ARGV: job_id, attempt ('*' for any), worker ('' for any), new status, now, field, value, channel
 # Writes the outcome only if the job is still processing under that attempt: a cancel or
-# a newer attempt always wins over a late finish. Returns 'ok' or the status it found.
+# a newer attempt always wins over a late finish. With attempt '*', a queued job can be
+# failed too (a worker that cannot run it at all). Returns 'ok' or the status it found.
 FINISH = (
     _FINISH_RECORD
     + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 'missing' end
-if status ~= 'processing' then return status end
+local from_index = KEYS[3]
+if status == 'queued' and ARGV[2] == '*' then
+  from_index = KEYS[5]
+elseif status ~= 'processing' then
+  return status
+end
 if ARGV[2] ~= '*' and redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[2] then return 'superseded' end
 if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'worker') ~= ARGV[3] then return 'superseded' end
 redis.call('HSET', KEYS[1], ARGV[6], ARGV[7])
 if ARGV[4] == 'completed' then redis.call('HSET', KEYS[1], 'progress', '100') end
-finish_record(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[4], ARGV[5], ARGV[8])
+finish_record(KEYS[1], KEYS[2], from_index, KEYS[4], ARGV[1], ARGV[4], ARGV[5], ARGV[8])
 return 'ok'
 """
 )

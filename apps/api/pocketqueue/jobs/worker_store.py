@@ -46,12 +46,18 @@ class WorkerJobStore:
         return Claim(reply[0], int(reply[1])) if len(reply) > 1 else Claim(reply[0])
 
     def heartbeat(
-        self, job_id: str, attempt: int, lease_ms: int, progress: int | None = None, step: str | None = None
+        self,
+        job_id: str,
+        attempt: int,
+        worker: str,
+        lease_ms: int,
+        progress: int | None = None,
+        step: str | None = None,
     ) -> str:
-        """Keep the lease alive (and record progress); returns the job's status."""
+        """Renew the lease (and record progress); returns the status, or 'superseded'."""
         status: str = self._heartbeat(
             keys=[self.keys.job(job_id), self.keys.lease(job_id)],
-            args=[attempt, lease_ms, "" if progress is None else progress, step or ""],
+            args=[attempt, lease_ms, "" if progress is None else progress, step or "", worker],
         )
         return status
 
@@ -59,14 +65,20 @@ class WorkerJobStore:
         return self._record(job_id, str(attempt), "", JobStatus.COMPLETED, "result", result_json)
 
     def fail(self, job_id: str, error: JobError, attempt: int | None = None, worker: str = "") -> str:
-        """Record a failure; without `attempt`, whichever attempt `worker` is running."""
+        """Record a failure; without `attempt`, whichever attempt `worker` is running (or a queued job)."""
         token = ANY_ATTEMPT if attempt is None else str(attempt)
         return self._record(job_id, token, worker, JobStatus.FAILED, "error", error.model_dump_json())
 
     def _record(self, job_id: str, attempt: str, worker: str, status: JobStatus, field: str, value: str) -> str:
         k = self.keys
         outcome: str = self._finish(
-            keys=[k.job(job_id), k.lease(job_id), k.index(JobStatus.PROCESSING), k.index(status)],
+            keys=[
+                k.job(job_id),
+                k.lease(job_id),
+                k.index(JobStatus.PROCESSING),
+                k.index(status),
+                k.index(JobStatus.QUEUED),
+            ],
             args=[job_id, attempt, worker, status.value, now_timestamp(), field, value, k.finished_channel],
         )
         return outcome
@@ -75,6 +87,6 @@ class WorkerJobStore:
 def to_json(value: Any) -> str:
     """Serialise a task's return value, or raise TypeError naming what is wrong."""
     try:
-        return json.dumps(value)
+        return json.dumps(value, allow_nan=False)  # NaN is not JSON; clients would choke on it
     except (TypeError, ValueError) as exc:
         raise TypeError(f"the task's return value is not JSON-serialisable: {exc}") from exc

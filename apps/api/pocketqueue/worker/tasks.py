@@ -15,6 +15,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from celery import Task, shared_task
+from celery.exceptions import Reject
+from redis.exceptions import RedisError
 
 from pocketqueue.jobs.models import JobError, JobStatus
 from pocketqueue.jobs.registry import TaskSpec, register
@@ -23,26 +25,28 @@ from pocketqueue.jobs.worker_store import Claim, WorkerJobStore, to_json
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 class JobCancelled(Exception):
-    """Raised inside a task when its job was cancelled (or taken away) while it ran."""
+    """Raised inside a task when its job was cancelled, or taken over by a newer attempt."""
 
 
 class JobContext:
     """What a task receives as its first argument: its job id, progress, cancel state."""
 
-    def __init__(self, job_id: str, task: str, attempt: int, store: WorkerJobStore, lease_ms: int) -> None:
+    def __init__(self, job_id: str, task: str, attempt: int, worker: str, store: WorkerJobStore, lease_ms: int) -> None:
         self.job_id = job_id
         self.task = task
         self.attempt = attempt
+        self.worker = worker
         self._store = store
         self._lease_ms = lease_ms
         self._status = JobStatus.PROCESSING.value
 
     @property
     def cancelled(self) -> bool:
-        """True once the job was cancelled; checked between steps to stop cleanly."""
+        """True once the job is no longer this attempt's to run: check it between steps."""
         return self._status != JobStatus.PROCESSING.value
 
     def progress(self, percent: int, step: str | None = None) -> None:
@@ -54,11 +58,11 @@ class JobContext:
             raise JobCancelled(f"job {self.job_id} is {self._status}")
 
     def beat(self, percent: int | None = None, step: str | None = None) -> None:
-        self._status = self._store.heartbeat(self.job_id, self.attempt, self._lease_ms, percent, step)
+        self._status = self._store.heartbeat(self.job_id, self.attempt, self.worker, self._lease_ms, percent, step)
 
 
 class _Heartbeat(threading.Thread):
-    """Refreshes the job's lease while the task runs, so a redelivery knows it is alive."""
+    """Renews the job's lease while the task runs, so a redelivery knows it is alive."""
 
     def __init__(self, context: JobContext, interval: float) -> None:
         super().__init__(name=f"heartbeat-{context.job_id}", daemon=True)
@@ -70,11 +74,33 @@ class _Heartbeat(threading.Thread):
         while not self._stopped.wait(self._interval):
             try:
                 self._context.beat()
-            except Exception:  # a missed beat only shortens the lease; keep beating
+            except Exception:  # a missed beat only shortens the lease; the next one renews it
                 log.warning("heartbeat for job %s failed", self._context.job_id, exc_info=True)
 
     def stop(self) -> None:
         self._stopped.set()
+
+
+# How long a worker rides out a Redis outage around a claim or an outcome (7.5 s in all).
+REDIS_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
+
+
+def _with_redis_retries(action: Callable[[], T], what: str, job_id: str) -> T:
+    """Run a job-store write, retrying a Redis outage for a while before giving up.
+
+    Giving up raises Reject(requeue=True): the message goes back to the broker instead of
+    being acknowledged with the record left half-way (queued or processing forever).
+    """
+    for delay in REDIS_RETRY_DELAYS:
+        try:
+            return action()
+        except RedisError as exc:
+            log.warning("job %s: %s failed (%s); retrying in %s s", job_id, what, exc, delay)
+            time.sleep(delay)
+    try:
+        return action()
+    except RedisError as exc:
+        raise Reject(f"job {job_id}: {what} failed: {exc}", requeue=True) from exc
 
 
 class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
@@ -84,38 +110,43 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
         settings = self.app.settings
         store: WorkerJobStore = self.app.job_store
         job_id: str = self.request.id
+        worker: str = self.request.hostname or "unknown"
         lease_ms = settings.queue_lease_seconds * 1000
-        claim = self._claim(store, job_id, lease_ms, settings.queue_lease_seconds)
+        claim = self._claim(store, job_id, worker, lease_ms, settings.queue_lease_seconds)
         if not claim.started:
             log.info("job %s not run: %s", job_id, claim.outcome)
             return
-        context = JobContext(job_id, spec.name, claim.attempt, store, lease_ms)
+        context = JobContext(job_id, spec.name, claim.attempt, worker, store, lease_ms)
         heartbeat = _Heartbeat(context, interval=settings.queue_lease_seconds / 3)
         heartbeat.start()
         try:
             result_json = to_json(spec.func(context, *args, **kwargs))
         except JobCancelled:
-            log.info("job %s stopped: cancelled", job_id)
+            log.info("job %s stopped: %s", job_id, context._status)
             return
         except Exception as exc:  # SoftTimeLimitExceeded included; SystemExit is a shutdown, not a failure
             error = JobError(type=type(exc).__name__, message=str(exc), traceback=traceback.format_exc())
-            store.fail(job_id, error, attempt=claim.attempt)
+            _with_redis_retries(lambda: store.fail(job_id, error, attempt=claim.attempt), "recording failure", job_id)
             raise
         finally:
             heartbeat.stop()
-        store.complete(job_id, claim.attempt, result_json)
+        outcome = _with_redis_retries(lambda: store.complete(job_id, claim.attempt, result_json), "completing", job_id)
+        if outcome != "ok":
+            log.warning("job %s finished but its result was discarded: job is %s", job_id, outcome)
 
-    def _claim(self, store: WorkerJobStore, job_id: str, lease_ms: int, lease_seconds: int) -> Claim:
-        worker = self.request.hostname or "unknown"
-        claim = store.claim(job_id, worker, lease_ms)
+    def _claim(self, store: WorkerJobStore, job_id: str, worker: str, lease_ms: int, lease_seconds: int) -> Claim:
+        def claim() -> Claim:
+            return _with_redis_retries(lambda: store.claim(job_id, worker, lease_ms), "claim", job_id)
+
+        current = claim()
         # 'running': another worker's lease is alive. Either it is running the job (this
         # message is a duplicate) or it just died and its lease has not lapsed yet; wait
         # out one lease to tell the two apart, then take the job over only if it lapsed.
         deadline = time.monotonic() + lease_seconds + 1
-        while claim.outcome == "running" and time.monotonic() < deadline:
+        while current.outcome == "running" and time.monotonic() < deadline:
             time.sleep(0.5)
-            claim = store.claim(job_id, worker, lease_ms)
-        return claim
+            current = claim()
+        return current
 
 
 def task(name: str) -> Callable[[F], F]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from pocketqueue import flows
 from pocketqueue.api.deps import RuntimeDep, new_shared
+from pocketqueue.api.problems import problem
 from pocketqueue.api.schemas import HealthPublic, RedisHealth
 
 router = APIRouter(tags=["health"])
@@ -15,8 +16,8 @@ router = APIRouter(tags=["health"])
 @router.get(
     "/health", response_model=HealthPublic, responses={503: {"model": HealthPublic, "description": "Redis down"}}
 )
-async def read_health(runtime: RuntimeDep) -> JSONResponse:
-    """200 when Redis answers (workers may still be zero), 503 when it does not."""
+async def read_health(runtime: RuntimeDep, request: Request) -> JSONResponse:
+    """200 when Redis answers (workers may still be zero); 503 problem, with the same fields, when not."""
     shared = new_shared(runtime)
     redis_ok = await flows.create_health_flow().run_async(shared) != "unavailable"
     health = HealthPublic(
@@ -24,4 +25,7 @@ async def read_health(runtime: RuntimeDep) -> JSONResponse:
         celery_ping=bool(shared.get("workers")),
         workers=shared.get("workers", []),
     )
-    return JSONResponse(health.model_dump(), status_code=200 if redis_ok else 503)
+    if redis_ok:
+        return JSONResponse(health.model_dump())
+    detail = "Redis did not answer; jobs can be neither dispatched nor read."
+    return problem(request, 503, "Redis unavailable", detail, "redis-unavailable", **health.model_dump())
