@@ -22,7 +22,17 @@ def build_message(app: Celery, job_id: str, task: str, args: list[Any], kwargs: 
     """The JSON envelope kombu's Redis transport expects in the queue list."""
     # ignore_result: the job record is the result; without it the header's default
     # (False) overrides the task's own setting and Celery stores every result twice.
-    headers, properties, body, _ = app.amqp.as_task_v2(job_id, task, args=args, kwargs=kwargs, ignore_result=True)
+    # argsrepr/kwargsrepr (shown by Flower and worker logs): the JSON we already trust is
+    # as readable as Celery's saferepr and costs a fraction of it.
+    headers, properties, body, _ = app.amqp.as_task_v2(
+        job_id,
+        task,
+        args=args,
+        kwargs=kwargs,
+        ignore_result=True,
+        argsrepr=_short(args),
+        kwargsrepr=_short(kwargs),
+    )
     content_type, content_encoding, payload = serialize(body, serializer="json")
     properties.update(
         delivery_mode=2,
@@ -40,3 +50,8 @@ def build_message(app: Celery, job_id: str, task: str, args: list[Any], kwargs: 
             "properties": properties,
         }
     )
+
+
+def _short(value: Any, limit: int = 1024) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

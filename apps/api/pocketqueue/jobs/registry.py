@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pocketqueue.errors import ConfigurationError, InvalidArguments, TaskNotRegistered
@@ -22,11 +22,16 @@ class TaskSpec:
 
     name: str
     func: Callable[..., Any]
+    # Computed once: inspect.signature() costs more than the rest of a dispatch's checks.
+    signature: inspect.Signature = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "signature", inspect.signature(self.func))
 
     def check_arguments(self, args: list[Any], kwargs: dict[str, Any]) -> None:
         """Raise InvalidArguments unless (job, *args, **kwargs) fits the function."""
         try:
-            inspect.signature(self.func).bind(None, *args, **kwargs)
+            self.signature.bind(None, *args, **kwargs)
         except TypeError as exc:
             raise InvalidArguments(f"Task {self.name!r}: {exc}.") from exc
 
