@@ -1,6 +1,8 @@
 """Flows: the nodes wired into the small pipelines the API runs (and yours can too).
 
-Each factory returns a fresh AsyncFlow whose final action is its outcome:
+Each factory returns a new AsyncFlow whose final action is its outcome. A flow holds no
+per-run state (PocketFlow copies each node as it runs it), so one flow can serve many
+concurrent runs; the API builds each once (`shared_flow`).
 
     create_dispatch_flow()           "dispatched" | "rejected" | "unavailable"
     create_status_flow()             "found" | "missing" | "timeout" | "unavailable"
@@ -19,6 +21,8 @@ From your own pipeline:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from pocketflow import AsyncFlow, AsyncNode
@@ -69,6 +73,12 @@ def create_health_flow() -> AsyncFlow:
 
 def create_redis_probe_flow() -> AsyncFlow:
     return _after_redis_check(RedisProbeNode(), max_age=0)
+
+
+@cache
+def shared_flow(factory: Callable[[], AsyncFlow]) -> AsyncFlow:
+    """The one flow `factory` builds, built on first use and reused after."""
+    return factory()
 
 
 async def run_flow(flow: AsyncFlow, shared: dict[str, Any]) -> str:

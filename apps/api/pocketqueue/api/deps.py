@@ -9,7 +9,9 @@ from fastapi import Depends, Request
 from pocketqueue.runtime import QueueRuntime
 
 
-def get_runtime(request: Request) -> QueueRuntime:
+async def get_runtime(request: Request) -> QueueRuntime:
+    # async on purpose: FastAPI runs a sync dependency in its thread pool, a thread hop
+    # per request that cost more than the rest of a dispatch.
     runtime: QueueRuntime = request.app.state.runtime
     return runtime
 

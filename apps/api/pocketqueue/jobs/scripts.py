@@ -22,6 +22,17 @@ local function finish_record(job_key, lease_key, from_index, to_index, job_id, s
 end
 """
 
+# KEYS: job, index:queued, queue (the Celery queue list)
+# ARGV: job_id, created_at, message, then the record's field/value pairs
+# The record, its index entry and its Celery message, all or nothing. One script rather
+# than MULTI/EXEC: the same atomicity in one command instead of five.
+CREATE = """
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('LPUSH', KEYS[3], ARGV[3])
+return 1
+"""
+
 # KEYS: job, lease, index:queued, index:processing
 # ARGV: job_id, now, worker, lease_ms
 # Returns {'started', attempt} when this worker now owns the job; otherwise {reason}:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -19,16 +18,16 @@ class JobStore:
         self.redis = redis
         self.keys = keys
         self.queue = queue
+        self._create = redis.register_script(scripts.CREATE)
         self._cancel = redis.register_script(scripts.CANCEL)
 
     async def create(self, job: Job, message: str, ttl_seconds: int) -> None:
         """Write the record, index it and publish its Celery message, all or nothing."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            fields: dict[Any, str] = job.to_hash(ttl_seconds)
-            pipe.hset(self.keys.job(job.job_id), mapping=fields)
-            pipe.zadd(self.keys.index(JobStatus.QUEUED), {job.job_id: job.created_at.timestamp()})
-            pipe.lpush(self.queue, message)
-            await pipe.execute()
+        fields = [part for pair in job.to_hash(ttl_seconds).items() for part in pair]
+        await self._create(
+            keys=[self.keys.job(job.job_id), self.keys.index(JobStatus.QUEUED), self.queue],
+            args=[job.job_id, job.created_at.timestamp(), message, *fields],
+        )
 
     async def get(self, job_id: str) -> Job | None:
         raw = await self.redis.hgetall(self.keys.job(job_id))

@@ -19,7 +19,7 @@ router = APIRouter(tags=["health"])
 async def read_health(runtime: RuntimeDep, request: Request) -> JSONResponse:
     """200 when Redis answers (workers may still be zero); 503 problem, with the same fields, when not."""
     shared = new_shared(runtime)
-    redis_ok = await flows.create_health_flow().run_async(shared) != "unavailable"
+    redis_ok = await flows.shared_flow(flows.create_health_flow).run_async(shared) != "unavailable"
     health = HealthPublic(
         redis=RedisHealth(ok=redis_ok, latency_ms=shared.get("redis_latency_ms")),
         celery_ping=bool(shared.get("workers")),

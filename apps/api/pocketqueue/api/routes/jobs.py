@@ -33,7 +33,7 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 async def create_job(body: JobCreate, runtime: RuntimeDep) -> JobPublic:
     """Queue a job for a registered task; returns it with its `job_id`."""
     shared = new_shared(runtime, request=DispatchRequest(body.task, body.args, body.kwargs))
-    await flows.run_flow(flows.create_dispatch_flow(), shared)
+    await flows.run_flow(flows.shared_flow(flows.create_dispatch_flow), shared)
     return JobPublic.of(shared["job"])
 
 
@@ -41,7 +41,7 @@ async def create_job(body: JobCreate, runtime: RuntimeDep) -> JobPublic:
 async def read_job(job_id: JobId, runtime: RuntimeDep) -> JobPublic:
     """The job as it stands now."""
     shared = new_shared(runtime, job_id=job_id)
-    await flows.run_flow(flows.create_status_flow(), shared)
+    await flows.run_flow(flows.shared_flow(flows.create_status_flow), shared)
     return JobPublic.of(shared["job"])
 
 
@@ -54,7 +54,7 @@ async def wait_job(
 ) -> JobPublic:
     """The job once it has finished (200), or as it stands when `timeout` seconds pass (202)."""
     shared = new_shared(runtime, job_id=job_id, wait_timeout=timeout)
-    if await flows.run_flow(flows.create_status_flow(), shared) == "timeout":
+    if await flows.run_flow(flows.shared_flow(flows.create_status_flow), shared) == "timeout":
         response.status_code = status.HTTP_202_ACCEPTED
     return JobPublic.of(shared["job"])
 
@@ -63,7 +63,7 @@ async def wait_job(
 async def cancel_job(job_id: JobId, runtime: RuntimeDep) -> JobPublic:
     """Cancel a queued or running job for good; a running one is stopped."""
     shared = new_shared(runtime, job_id=job_id)
-    await flows.run_flow(flows.create_cancel_flow(), shared)
+    await flows.run_flow(flows.shared_flow(flows.create_cancel_flow), shared)
     return JobPublic.of(shared["job"])
 
 
@@ -71,7 +71,7 @@ async def cancel_job(job_id: JobId, runtime: RuntimeDep) -> JobPublic:
 async def read_jobs(body: BatchStatusRequest, runtime: RuntimeDep) -> BatchStatusPublic:
     """Many jobs in one call (at most 1000 ids), with the ids that do not exist."""
     shared = new_shared(runtime, job_ids=body.job_ids)
-    await flows.run_flow(flows.create_status_flow(), shared)
+    await flows.run_flow(flows.shared_flow(flows.create_status_flow), shared)
     jobs = [JobPublic.of(job) for job in shared["jobs"]]
     return BatchStatusPublic(jobs=jobs, missing=shared["missing"])
 

@@ -16,7 +16,7 @@ router = APIRouter(prefix="/test", tags=["testing"])
 async def probe_redis(runtime: RuntimeDep) -> RedisProbePublic:
     """Write, read back and delete a key; report the round trip's latency."""
     shared = new_shared(runtime)
-    await flows.run_flow(flows.create_redis_probe_flow(), shared)
+    await flows.run_flow(flows.shared_flow(flows.create_redis_probe_flow), shared)
     return RedisProbePublic.model_validate(shared["probe"])
 
 
@@ -25,5 +25,5 @@ async def create_debug_job(runtime: RuntimeDep, body: DebugJobCreate | None = No
     """Dispatch the built-in `pocketqueue.debug` task (sleep, fail, echo, progress steps)."""
     kwargs = (body or DebugJobCreate()).model_dump()
     shared = new_shared(runtime, request=DispatchRequest("pocketqueue.debug", [], kwargs))
-    await flows.run_flow(flows.create_dispatch_flow(), shared)
+    await flows.run_flow(flows.shared_flow(flows.create_dispatch_flow), shared)
     return JobPublic.of(shared["job"])
