@@ -155,3 +155,23 @@ async def test_a_job_for_a_task_the_worker_does_not_have_fails_instead_of_hangin
     assert finished.error is not None
     assert finished.error.type == "TaskNotRegistered"
     assert "TASK_MODULES" in finished.error.message
+
+
+async def test_a_duplicate_delivery_of_a_job_running_longer_than_its_lease_is_dropped(
+    redis_url: str, start_worker: StartWorker, sync_redis: redis.Redis
+) -> None:
+    settings = private_settings(redis_url, queue_lease_seconds=2)
+    worker = start_worker(settings)
+    async with open_runtime(settings) as runtime:
+        job = await dispatch(runtime, "pocketqueue.debug", sleep=7, result="once")
+        wait_until(lambda: read(sync_redis, settings, job.job_id).get("status") == "processing")
+        # The broker hands the running job to the worker's other process (as a visibility
+        # timeout would); only a lease renewed for 3x its length keeps it from running twice.
+        message = build_message(runtime.celery, job.job_id, job.task, job.args, job.kwargs, settings.queue_name)
+        sync_redis.lpush(settings.queue_name, message)
+        finished = await runtime.watcher.wait_for(runtime.store, job.job_id, 30)
+    assert finished is not None
+    assert finished.status == JobStatus.COMPLETED
+    assert finished.result == "once"
+    assert finished.attempts == 1
+    wait_until(lambda: f"job {job.job_id} not run: running" in worker.log())

@@ -8,6 +8,7 @@ function with a `JobContext`, keeps the job's lease alive, and records the outco
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import traceback
@@ -61,24 +62,45 @@ class JobContext:
         self._status = self._store.heartbeat(self.job_id, self.attempt, self.worker, self._lease_ms, percent, step)
 
 
-class _Heartbeat(threading.Thread):
-    """Renews the job's lease while the task runs, so a redelivery knows it is alive."""
+class _Heartbeats:
+    """One thread per worker process renews the leases of the jobs that process runs.
 
-    def __init__(self, context: JobContext, interval: float) -> None:
-        super().__init__(name=f"heartbeat-{context.job_id}", daemon=True)
-        self._context = context
-        self._interval = interval
-        self._stopped = threading.Event()
+    A thread started per job would cost two context switches on every job; this one is
+    started on the first job of each (forked) process and lives as long as it does.
+    """
 
-    def run(self) -> None:
-        while not self._stopped.wait(self._interval):
-            try:
-                self._context.beat()
-            except Exception:  # a missed beat only shortens the lease; the next one renews it
-                log.warning("heartbeat for job %s failed", self._context.job_id, exc_info=True)
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[int, JobContext] = {}
+        self._thread: threading.Thread | None = None
+        self._pid = 0
 
-    def stop(self) -> None:
-        self._stopped.set()
+    def add(self, context: JobContext, interval: float) -> None:
+        with self._lock:
+            self._running[id(context)] = context
+            if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
+                self._pid = os.getpid()  # a forked child inherits no threads: start its own
+                self._thread = threading.Thread(target=self._beat_forever, args=(interval,), daemon=True)
+                self._thread.name = "pocketqueue-heartbeats"
+                self._thread.start()
+
+    def remove(self, context: JobContext) -> None:
+        with self._lock:
+            self._running.pop(id(context), None)
+
+    def _beat_forever(self, interval: float) -> None:
+        while True:
+            time.sleep(interval)
+            with self._lock:
+                contexts = list(self._running.values())
+            for context in contexts:
+                try:
+                    context.beat()
+                except Exception:  # a missed beat only shortens the lease; the next one renews it
+                    log.warning("heartbeat for job %s failed", context.job_id, exc_info=True)
+
+
+_heartbeats = _Heartbeats()
 
 
 # How long a worker rides out a Redis outage around a claim or an outcome (7.5 s in all).
@@ -117,8 +139,7 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
             log.info("job %s not run: %s", job_id, claim.outcome)
             return
         context = JobContext(job_id, spec.name, claim.attempt, worker, store, lease_ms)
-        heartbeat = _Heartbeat(context, interval=settings.queue_lease_seconds / 3)
-        heartbeat.start()
+        _heartbeats.add(context, interval=settings.queue_lease_seconds / 3)
         try:
             result_json = to_json(spec.func(context, *args, **kwargs))
         except JobCancelled:
@@ -129,7 +150,7 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
             _with_redis_retries(lambda: store.fail(job_id, error, attempt=claim.attempt), "recording failure", job_id)
             raise
         finally:
-            heartbeat.stop()
+            _heartbeats.remove(context)
         outcome = _with_redis_retries(lambda: store.complete(job_id, claim.attempt, result_json), "completing", job_id)
         if outcome != "ok":
             log.warning("job %s finished but its result was discarded: job is %s", job_id, outcome)
