@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 
 # Re-installs only when the pins change.
 $(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "PocketQueue needs Python 3.11 or newer; run e.g. 'make PYTHON=python3.12 run'." >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
