@@ -311,3 +311,18 @@ async def test_no_endpoint_returns_the_redis_url(client: httpx.AsyncClient, sett
         await client.get("/openapi.json"),
     ]:
         assert url not in response.text
+
+
+async def test_more_concurrent_requests_than_redis_connections_wait_instead_of_failing(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pocketqueue import runtime as runtime_module
+    from pocketqueue.api.app import create_app
+
+    monkeypatch.setattr(runtime_module, "MAX_CONNECTIONS", 4)  # 100 requests in flight share 4 connections
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://pq") as c:
+        body = {"task": "tests.add", "args": [1, 2]}
+        responses = await asyncio.gather(*(c.post("/api/queue/dispatch", json=body) for _ in range(100)))
+    assert [r.status_code for r in responses] == [202] * 100

@@ -6,11 +6,12 @@ passed to flows in `shared["runtime"]`; nodes never create connections themselve
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
@@ -19,6 +20,11 @@ from pocketqueue.jobs.keys import Keys
 from pocketqueue.jobs.store import JobStore
 from pocketqueue.jobs.watcher import JobWatcher
 from pocketqueue.worker.app import PocketQueueCelery, create_celery_app
+
+# Connections one API process opens to Redis at most; requests beyond that wait (up to
+# POOL_WAIT_SECONDS) for one to come free. Each request holds one only for its commands.
+MAX_CONNECTIONS = 128
+POOL_WAIT_SECONDS = 10.0
 
 
 @dataclass
@@ -30,8 +36,10 @@ class QueueRuntime:
     store: JobStore
     watcher: JobWatcher
     celery: PocketQueueCelery
-    # Monotonic time of the last successful Redis check (see RedisConnectionNode).
+    # Monotonic time of the last successful Redis check, and the lock that lets one
+    # request ping while the others wait for its answer (see RedisConnectionNode).
     redis_checked_at: float = float("-inf")
+    redis_check_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @asynccontextmanager
@@ -40,16 +48,22 @@ async def open_runtime(settings: Settings | None = None) -> AsyncIterator[QueueR
     settings = settings or get_settings()
     url = settings.resolved_redis_url()
     celery = create_celery_app(settings)
+    # A blocking pool: past MAX_CONNECTIONS a request waits for a free connection. The
+    # default pool raises "Too many connections" instead, which became a 503 for every
+    # request beyond the hundredth in flight although Redis was fine.
     # Fail fast when Redis is down: a refused connection is retried twice, briefly, so a
     # request gets its 503 in well under a second instead of after redis-py's long backoff.
-    redis = Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT_SECONDS,
         decode_responses=True,
         socket_connect_timeout=2,
         socket_timeout=10,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 2),
         health_check_interval=30,
     )
+    redis = Redis.from_pool(pool)  # the client owns the pool: aclose() closes its sockets
     # Pub/sub waits indefinitely for messages, so its connection has no read timeout.
     watcher_redis = Redis.from_url(url, decode_responses=True, socket_connect_timeout=2, socket_keepalive=True)
     keys = Keys(settings.queue_key_prefix)

@@ -3,8 +3,8 @@
 Celery's producer is synchronous and, with a Redis result backend, subscribes to a
 result channel for every task it sends, channels the API never reads (the leak and
 stall of celery/celery#6963). So the API builds the message with Celery's own protocol
-code (`as_task_v2`) and pushes it with the async Redis client, in the same MULTI as the
-job record: the record and its message are written together or not at all.
+code (`as_task_v2`) and pushes it with the async Redis client, in the same Lua script
+that writes the job record: the record and its message are written together or not at all.
 """
 
 from __future__ import annotations

@@ -6,13 +6,11 @@ be split by another client. Keys come in KEYS (named by `Keys`); values in ARGV.
 
 from __future__ import annotations
 
-# Shared by FINISH and CANCEL: mark the record finished, expire it, move its index
-# entry, trim old entries, and wake anyone waiting on the job.
+# Shared by FINISH and CANCEL, once the record's fields are written: expire it, drop its
+# lease, move its index entry, trim old entries, and wake anyone waiting on the job.
 _FINISH_RECORD = """
-local function finish_record(job_key, lease_key, from_index, to_index, job_id, status, now, channel)
-  redis.call('HSET', job_key, 'status', status, 'finished_at', now)
+local function finish_record(job_key, lease_key, from_index, to_index, job_id, ttl, now, channel)
   redis.call('DEL', lease_key)
-  local ttl = tonumber(redis.call('HGET', job_key, 'ttl')) or 86400
   redis.call('EXPIRE', job_key, ttl)
   redis.call('ZREM', from_index, job_id)
   redis.call('ZADD', to_index, now, job_id)
@@ -79,7 +77,7 @@ return status
 FINISH = (
     _FINISH_RECORD
     + """
-local status = redis.call('HGET', KEYS[1], 'status')
+local status, attempts, worker, ttl = unpack(redis.call('HMGET', KEYS[1], 'status', 'attempts', 'worker', 'ttl'))
 if not status then return 'missing' end
 local from_index = KEYS[3]
 if status == 'queued' and ARGV[2] == '*' then
@@ -87,11 +85,14 @@ if status == 'queued' and ARGV[2] == '*' then
 elseif status ~= 'processing' then
   return status
 end
-if ARGV[2] ~= '*' and redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[2] then return 'superseded' end
-if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'worker') ~= ARGV[3] then return 'superseded' end
-redis.call('HSET', KEYS[1], ARGV[6], ARGV[7])
-if ARGV[4] == 'completed' then redis.call('HSET', KEYS[1], 'progress', '100') end
-finish_record(KEYS[1], KEYS[2], from_index, KEYS[4], ARGV[1], ARGV[4], ARGV[5], ARGV[8])
+if ARGV[2] ~= '*' and attempts ~= ARGV[2] then return 'superseded' end
+if ARGV[3] ~= '' and worker ~= ARGV[3] then return 'superseded' end
+if ARGV[4] == 'completed' then
+  redis.call('HSET', KEYS[1], ARGV[6], ARGV[7], 'status', ARGV[4], 'finished_at', ARGV[5], 'progress', '100')
+else
+  redis.call('HSET', KEYS[1], ARGV[6], ARGV[7], 'status', ARGV[4], 'finished_at', ARGV[5])
+end
+finish_record(KEYS[1], KEYS[2], from_index, KEYS[4], ARGV[1], tonumber(ttl) or 86400, ARGV[5], ARGV[8])
 return 'ok'
 """
 )
@@ -102,12 +103,13 @@ return 'ok'
 CANCEL = (
     _FINISH_RECORD
     + """
-local status = redis.call('HGET', KEYS[1], 'status')
+local status, ttl = unpack(redis.call('HMGET', KEYS[1], 'status', 'ttl'))
 if not status then return {'missing', {}} end
-if status == 'queued' then
-  finish_record(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1], 'cancelled', ARGV[2], ARGV[3])
-elseif status == 'processing' then
-  finish_record(KEYS[1], KEYS[2], KEYS[4], KEYS[5], ARGV[1], 'cancelled', ARGV[2], ARGV[3])
+if status == 'queued' or status == 'processing' then
+  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[2])
+  local from_index = KEYS[3]
+  if status == 'processing' then from_index = KEYS[4] end
+  finish_record(KEYS[1], KEYS[2], from_index, KEYS[5], ARGV[1], tonumber(ttl) or 86400, ARGV[2], ARGV[3])
 end
 return {status, redis.call('HGETALL', KEYS[1])}
 """

@@ -33,10 +33,13 @@ class RedisConnectionNode(AsyncNode):  # type: ignore[misc]
         """Latency of a PING in milliseconds, or None when a recent check is trusted."""
         if time.monotonic() - runtime.redis_checked_at < self.max_age:
             return None
-        started = time.perf_counter()
-        await asyncio.wait_for(runtime.redis.ping(), PING_TIMEOUT_SECONDS)
-        runtime.redis_checked_at = time.monotonic()
-        return (time.perf_counter() - started) * 1000
+        async with runtime.redis_check_lock:  # one ping when the check expires, not one per request
+            if time.monotonic() - runtime.redis_checked_at < self.max_age:
+                return None
+            started = time.perf_counter()
+            await asyncio.wait_for(runtime.redis.ping(), PING_TIMEOUT_SECONDS)
+            runtime.redis_checked_at = time.monotonic()
+            return (time.perf_counter() - started) * 1000
 
     async def exec_fallback_async(self, runtime: QueueRuntime, exc: Exception) -> Exception:
         runtime.redis_checked_at = float("-inf")

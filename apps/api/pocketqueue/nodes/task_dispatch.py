@@ -29,8 +29,8 @@ class CeleryTaskDispatchNode(AsyncNode):  # type: ignore[misc]
     """Validates `shared["request"]`, writes the job and its message; "dispatched" or "rejected".
 
     Sets `shared["job"]` and `shared["job_id"]`, or `shared["error"]` (a QueueError).
-    The record, its index entry and the Celery message are written in one MULTI, so a
-    dispatch either happens whole or not at all. Not retried: a retry after a lost reply
+    The record, its index entry and the Celery message are written by one Lua script, so
+    a dispatch either happens whole or not at all. Not retried: a retry after a lost reply
     could publish twice.
     """
 
