@@ -1,7 +1,9 @@
-"""A plain Celery app, configured the way a typical user would: the comparison baseline.
+"""A plain Celery app: the comparison baseline.
 
-Same Redis as broker and result backend, JSON only, results stored, and the worker
-settings PocketQueue's worker uses (late acks, prefetch 1, concurrency 2).
+Same Redis as broker and result backend, JSON only, results stored, and exactly the
+worker settings PocketQueue's worker uses (copied from its Celery config: late acks,
+reject on worker lost, prefetch 1, track started, time limits, result expiry,
+visibility timeout), with concurrency 2.
 `celery -A plain_celery worker` finds `app` here; REDIS_URL names the Redis.
 """
 
@@ -17,17 +19,35 @@ QUEUE = "celery"
 NOOP = "bench.noop"
 
 
+# PocketQueue's Celery settings that shape how a worker runs tasks; the baseline gets
+# the same values, so the drain compares the job record's cost and nothing else.
+SAME_AS_POCKETQUEUE = (
+    "task_serializer",
+    "result_serializer",
+    "accept_content",
+    "result_accept_content",
+    "task_acks_late",
+    "task_reject_on_worker_lost",
+    "worker_prefetch_multiplier",
+    "task_track_started",
+    "task_time_limit",
+    "task_soft_time_limit",
+    "result_expires",
+    "broker_transport_options",
+    "result_backend_transport_options",
+    "broker_connection_retry_on_startup",
+)
+
+
 def make_app(redis_url: str) -> Celery:
+    from pydantic import SecretStr
+
+    from pocketqueue.config import Settings
+    from pocketqueue.worker.app import create_celery_app
+
+    reference = create_celery_app(Settings(_env_file=None, redis_url=SecretStr(redis_url)))  # type: ignore[call-arg]
     app = Celery("plain", broker=redis_url, backend=redis_url)
-    app.conf.update(
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
-        task_acks_late=True,
-        worker_prefetch_multiplier=1,
-        worker_concurrency=2,
-        broker_connection_retry_on_startup=True,
-    )
+    app.conf.update({name: reference.conf[name] for name in SAME_AS_POCKETQUEUE}, worker_concurrency=2)
 
     @app.task(name=NOOP, shared=False)  # type: ignore[untyped-decorator]
     def noop(**kwargs: Any) -> None:

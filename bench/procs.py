@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import platform
 import signal
@@ -111,6 +112,19 @@ def http_ok(host: str, port: int, path: str) -> bool:
         return False
 
 
+def code_version(repo: Path) -> str:
+    """The last commit that changed the package, plus a digest of any uncommitted change to it."""
+
+    def git(*args: str) -> str:
+        run = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30)
+        return run.stdout.strip() if run.returncode == 0 else ""
+
+    paths = ["--", "apps", "pyproject.toml", "requirements.txt"]
+    head = git("log", "-1", "--format=%h", *paths) or "unknown"
+    diff = git("diff", "HEAD", *paths)
+    return f"{head}+dirty.{hashlib.sha256(diff.encode()).hexdigest()[:8]}" if diff else head
+
+
 def rss_kib(pid: int) -> int:
     """The resident set size of `pid` in KiB (VmRSS from /proc/PID/status)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -146,3 +160,16 @@ def cpu_seconds(pid: int) -> float:
     fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
     ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine has spent busy since boot, summed over cores (/proc/stat)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_tree_seconds() -> float:
+    """CPU time of this process plus every child it has waited for (and theirs, transitively)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system

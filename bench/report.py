@@ -21,7 +21,8 @@ def render(results: Results, seconds: float) -> str:
     sections = [
         "# PocketQueue benchmark",
         machine_line(),
-        run_line(options, seconds),
+        run_line(options, seconds, results.code),
+        other_load_line(results),
         summary(results),
     ]
     if results.dispatch:
@@ -36,11 +37,14 @@ def render(results: Results, seconds: float) -> str:
     return "\n\n".join(sections) + "\n"
 
 
-def run_line(options: Options, seconds: float) -> str:
+def run_line(options: Options, seconds: float, code: tuple[str, str]) -> str:
     kind = "quick smoke run (`--quick`)" if options.quick else "full run"
     if options.phases != PHASES:
         kind += f", phases: {', '.join(options.phases)}"
-    return f"**Run:** {kind}; took {minutes(seconds)}."
+    version = f"code at {code[0]}"
+    if code[1] != code[0]:
+        version += f" when it started and {code[1]} when it ended: **the code changed during the run**"
+    return f"**Run:** {kind}, {version}; took {minutes(seconds)}."
 
 
 def machine_line() -> str:
@@ -68,6 +72,15 @@ def redis_server_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return "?"
     return next((part[2:] for part in out.split() if part.startswith("v=")), "?")
+
+
+def other_load_line(results: Results) -> str:
+    shares = ", ".join(f"{phase} {share:.0%}" for phase, share in results.other_cpu.items())
+    worst = max(results.other_cpu.values(), default=0.0)
+    warning = "; **the machine was not idle; numbers may be skewed**" if worst > 0.1 else ""
+    return (
+        f"**Other load:** CPU used by processes this run did not start, as a share of the machine: {shares}{warning}."
+    )
 
 
 # Formatting -------------------------------------------------------------------------
@@ -297,28 +310,31 @@ def quarter_rss(run: SoakRun) -> list[int]:
 
 
 def method_section(options: Options) -> str:
-    lines = [
-        "## How this was measured",
-        "",
-        "- Everything ran on this machine over loopback, against a Redis started for this run "
-        "(redis-server with PocketQueue's local settings: AOF on, fsync every second), flushed between runs.",
-        f"- Dispatch: {options.clients} concurrent keep-alive clients in a closed loop from a lean asyncio "
+    how = {
+        "dispatch": f"- Dispatch: {options.clients} concurrent keep-alive clients in a closed loop from a lean asyncio "
         f"HTTP/1.1 client (bench/loadgen.py), {options.warmup:.0f} s warm-up then {options.duration:.0f} s "
         "measured, one API process (uvicorn, one worker process), no Celery worker running, so jobs queue up. "
         "The naive API is bench/naive_api.py: a FastAPI `def` endpoint calling `apply_async` on a plain "
         "Celery app (same Redis as broker and result backend, JSON). The client shares the 2 cores with "
         "the API and Redis; the CPU columns show each process's share of one core over the loaded time.",
-        f"- Latency: {options.samples} sequential round trips after {options.latency_warmup} warm-up ones, "
-        "one worker with concurrency 2. PocketQueue: POST /api/queue/dispatch then "
+        "latency": f"- Latency: {options.samples} sequential round trips after {options.latency_warmup} warm-up "
+        "ones, one worker with concurrency 2. PocketQueue: POST /api/queue/dispatch then "
         "GET /api/queue/wait/{id}?timeout=10 on one connection; raw Celery: `delay().get()` from the "
         "benchmark process (pub/sub result backend), against a plain Celery worker.",
-        f"- Drain: {options.drain_jobs:,} no-op jobs queued while no worker runs, then one worker "
+        "drain": f"- Drain: {options.drain_jobs:,} no-op jobs queued while no worker runs, then one worker "
         "(prefork, concurrency 2, late acks, prefetch 1, JSON) started; timed from Celery's `worker_ready` "
         "signal until every job is done (PocketQueue: all records in the completed index; Celery: queue "
         "and `unacked` empty). Jobs/s counts only jobs finished after ready.",
-        f"- Soak: the same closed loop until {options.soak:,} dispatches (naive: {options.naive_soak:,}, "
+        "soak": f"- Soak: the same closed loop until {options.soak:,} dispatches (naive: {options.naive_soak:,}, "
         f"capped at {options.naive_soak_seconds:.0f} s), VmRSS of the API process sampled every "
         f"{options.rss_interval:.0f} s; a stall is a request slower than {STALL_SECONDS:.0f} s. "
         "Latencies are per request, measured by the client.",
+    }
+    lines = [
+        "## How this was measured",
+        "",
+        "- Everything ran on this machine over loopback, against a Redis started for this run "
+        "(redis-server with PocketQueue's local settings: AOF on, fsync every second), flushed between runs.",
+        *(how[phase] for phase in options.phases),
     ]
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """PocketQueue benchmark: PocketQueue side by side with a naive FastAPI + Celery setup.
 
-    .venv/bin/python bench/run.py            # the full run (under ~10 minutes)
-    .venv/bin/python bench/run.py --quick    # a 1-2 minute smoke run
+    .venv/bin/python bench/run.py            # the full run (8-11 min on 2 cores; most is the soak)
+    .venv/bin/python bench/run.py --quick    # a ~1.5 minute smoke run; --soak N shortens the soak
 
 Everything runs on this machine against a Redis the run starts itself on a free
 loopback port (never an existing one), with the API and worker processes as children;
@@ -63,7 +63,7 @@ from pocketqueue.jobs.keys import Keys
 from pocketqueue.jobs.models import JobStatus
 from pocketqueue.nodes import DispatchRequest
 from pocketqueue.runtime import open_runtime
-from procs import Service, ServiceError, cpu_seconds, rss_kib
+from procs import Service, ServiceError, code_version, cpu_seconds, machine_busy_seconds, own_tree_seconds, rss_kib
 
 BENCH_DIR = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -371,6 +371,7 @@ def parse_options(argv: list[str] | None) -> Options:
     parser.add_argument("--quick", action="store_true", help="a 1-2 minute smoke run with small counts")
     parser.add_argument("--soak", type=int, help="dispatches in the PocketQueue soak (default 200000)")
     parser.add_argument("--naive-soak", type=int, help="dispatches in the naive soak; 0 skips it")
+    parser.add_argument("--naive-soak-seconds", type=float, help="time cap of the naive soak (default 30)")
     parser.add_argument("--drain", type=int, help="jobs in the drain test (default 10000)")
     parser.add_argument("--samples", type=int, help="round trips in the latency test (default 300)")
     parser.add_argument("--duration", type=float, help="seconds measured per dispatch run (default 15)")
@@ -382,6 +383,7 @@ def parse_options(argv: list[str] | None) -> Options:
     overrides: dict[str, Any] = {
         "soak": args.soak,
         "naive_soak": args.naive_soak,
+        "naive_soak_seconds": args.naive_soak_seconds,
         "drain_jobs": args.drain,
         "samples": args.samples,
         "duration": args.duration,
@@ -399,8 +401,12 @@ def parse_options(argv: list[str] | None) -> Options:
     return options
 
 
-def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwinds like Ctrl-C, so every process started gets stopped
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C or SIGTERM: unwind, stopping every process started; a second one is ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print("\nstopping everything this run started...", file=sys.stderr, flush=True)
+    raise KeyboardInterrupt
 
 
 def run(options: Options) -> Results:
@@ -411,6 +417,7 @@ def run(options: Options) -> Results:
         "drain": bench_drain,
         "soak": bench_soak,
     }
+    started_on = code_version(BENCH_DIR.parent)
     with ExitStack() as stack:
         work_dir = Path(tempfile.mkdtemp(prefix="pocketqueue-bench-"))
         stack.callback(shutil.rmtree, work_dir, ignore_errors=True)
@@ -418,19 +425,35 @@ def run(options: Options) -> Results:
         progress(f"Redis for this run: {bench.url}")
         for name in PHASES:
             if name in options.phases:
-                phases[name](bench, options, results)
+                with watching_other_load(bench, name, results):
+                    phases[name](bench, options, results)
+    results.code = (started_on, code_version(BENCH_DIR.parent))
     return results
+
+
+@contextmanager
+def watching_other_load(bench: Bench, phase: str, results: Results) -> Iterator[None]:
+    """Record how much CPU processes we did not start used during `phase` (they skew the numbers)."""
+
+    def ours() -> float:  # our Redis is only reaped at the very end, so count it apart
+        return own_tree_seconds() + cpu_seconds(bench.redis_pid)
+
+    machine, own, started = machine_busy_seconds(), ours(), time.monotonic()
+    yield
+    other = (machine_busy_seconds() - machine) - (ours() - own)
+    results.other_cpu[phase] = max(0.0, other) / ((time.monotonic() - started) * (os.cpu_count() or 1))
 
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(argv)
     scrub_settings_env()
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
     try:
         results = run(options)
     except KeyboardInterrupt:
-        print("\ninterrupted; everything this run started has been stopped", file=sys.stderr)
+        print("interrupted; everything this run started has been stopped", file=sys.stderr)
         return 130
     text = report.render(results, time.monotonic() - started)
     print(text)
