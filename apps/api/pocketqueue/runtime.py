@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -36,10 +36,10 @@ class QueueRuntime:
     store: JobStore
     watcher: JobWatcher
     celery: PocketQueueCelery
-    # Monotonic time of the last successful Redis check, and the lock that lets one
-    # request ping while the others wait for its answer (see RedisConnectionNode).
+    # Monotonic time of the last successful Redis check, and the check in flight, which
+    # every request that needs one awaits (see RedisConnectionNode).
     redis_checked_at: float = float("-inf")
-    redis_check_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    redis_check: asyncio.Future[float] | None = None
 
 
 @asynccontextmanager
