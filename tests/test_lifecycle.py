@@ -33,6 +33,12 @@ async def dispatch(runtime: QueueRuntime, task: str, *args: Any, **kwargs: Any) 
     return job
 
 
+def redeliver(runtime: QueueRuntime, job: Job, client: redis.Redis) -> None:
+    """Hand the job's message to the workers again, as the broker does after a visibility timeout."""
+    queue = runtime.settings.queue_name
+    client.lpush(queue, build_message(runtime.celery, job.job_id, job.task, job.args, job.kwargs, queue))
+
+
 def read(client: redis.Redis, settings: Settings, job_id: str) -> dict[str, str]:
     raw: dict[str, str] = client.hgetall(f"{settings.queue_key_prefix}:job:{job_id}")  # type: ignore[assignment]
     return raw
@@ -94,9 +100,7 @@ async def test_a_redelivered_message_for_a_finished_job_is_dropped(
         done = await runtime.watcher.wait_for(runtime.store, job.job_id, 20)
         assert done is not None
         assert done.status == JobStatus.COMPLETED
-        # The broker hands the same job out again (as after a visibility timeout).
-        message = build_message(runtime.celery, job.job_id, job.task, job.args, job.kwargs, settings.queue_name)
-        sync_redis.lpush(settings.queue_name, message)
+        redeliver(runtime, job, sync_redis)
     wait_until(lambda: f"job {job.job_id} not run: completed" in worker.log())
     record = read(sync_redis, settings, job.job_id)
     assert record["attempts"] == "1"
@@ -167,8 +171,7 @@ async def test_a_duplicate_delivery_of_a_job_running_longer_than_its_lease_is_dr
         wait_until(lambda: read(sync_redis, settings, job.job_id).get("status") == "processing")
         # The broker hands the running job to the worker's other process (as a visibility
         # timeout would); only a lease renewed for 3x its length keeps it from running twice.
-        message = build_message(runtime.celery, job.job_id, job.task, job.args, job.kwargs, settings.queue_name)
-        sync_redis.lpush(settings.queue_name, message)
+        redeliver(runtime, job, sync_redis)
         finished = await runtime.watcher.wait_for(runtime.store, job.job_id, 30)
     assert finished is not None
     assert finished.status == JobStatus.COMPLETED

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -108,7 +108,7 @@ def _stop(child: subprocess.Popen[bytes], grace: float = 30.0) -> None:
             continue
 
 
-def _wait_for_stop_signal(still_running: object) -> None:
+def _wait_for_stop_signal(still_running: Callable[[], bool]) -> None:
     """Block until SIGINT/SIGTERM, or until `still_running()` turns false."""
     stop = False
 
@@ -118,7 +118,7 @@ def _wait_for_stop_signal(still_running: object) -> None:
 
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
-    while not stop and callable(still_running) and still_running():
+    while not stop and still_running():
         time.sleep(0.2)
 
 

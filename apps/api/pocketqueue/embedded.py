@@ -40,13 +40,18 @@ def redis_server_binary() -> str:
     return on_path
 
 
-def local_redis_url(data_dir: Path) -> str | None:
-    """The URL of the local Redis recorded under `data_dir`, if one was started there."""
+def recorded_port(data_dir: Path) -> int | None:
+    """The port of the local Redis last started under `data_dir`, if any."""
     try:
-        port = int((data_dir / PORT_FILE).read_text().strip())
+        return int((data_dir / PORT_FILE).read_text().strip())
     except (OSError, ValueError):
         return None
-    return f"redis://127.0.0.1:{port}/0"
+
+
+def local_redis_url(data_dir: Path) -> str | None:
+    """The URL of the local Redis recorded under `data_dir`, if one was started there."""
+    port = recorded_port(data_dir)
+    return None if port is None else f"redis://127.0.0.1:{port}/0"
 
 
 def free_port() -> int:
@@ -76,10 +81,9 @@ class LocalRedis:
         self.process: subprocess.Popen[bytes] | None = None
 
     def _previous_port(self) -> int | None:
-        url = local_redis_url(self.data_dir)
-        if url is None:
+        port = recorded_port(self.data_dir)
+        if port is None:
             return None
-        port = int(url.rsplit(":", 1)[1].split("/")[0])
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind(("127.0.0.1", port))

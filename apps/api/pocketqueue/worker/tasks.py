@@ -46,6 +46,11 @@ class JobContext:
         self._status = JobStatus.PROCESSING.value
 
     @property
+    def status(self) -> str:
+        """The job's status as last seen by this attempt ('superseded' once taken over)."""
+        return self._status
+
+    @property
     def cancelled(self) -> bool:
         """True once the job is no longer this attempt's to run: check it between steps."""
         return self._status != JobStatus.PROCESSING.value
@@ -143,7 +148,7 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
         try:
             result_json = to_json(spec.func(context, *args, **kwargs))
         except JobCancelled:
-            log.info("job %s stopped: %s", job_id, context._status)
+            log.info("job %s stopped: %s", job_id, context.status)
             return
         except Exception as exc:  # SoftTimeLimitExceeded included; SystemExit is a shutdown, not a failure
             error = JobError(type=type(exc).__name__, message=str(exc), traceback=traceback.format_exc())
