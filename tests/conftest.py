@@ -63,7 +63,9 @@ def make_settings(redis_url: str, session_id: str, **overrides: Any) -> Settings
         "queue_name": f"pqtest-{session_id}",
         "queue_key_prefix": f"pqtest-{session_id}",
         "task_modules": ["pq_test_tasks"],
-        "queue_lease_seconds": 3,
+        "queue_recovery_seconds": 6,  # 3 s leases, a janitor sweep every 0.5 s
+        "queue_max_retries": 0,  # tests about retries ask for them
+        "queue_retry_delays": [0.3, 0.6],
         "worker_concurrency": 2,
         **overrides,
     }
@@ -83,7 +85,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
         QUEUE_NAME=settings.queue_name,
         QUEUE_KEY_PREFIX=settings.queue_key_prefix,
         TASK_MODULES=",".join(settings.task_modules),
-        QUEUE_LEASE_SECONDS=str(settings.queue_lease_seconds),
+        QUEUE_RECOVERY_SECONDS=str(settings.queue_recovery_seconds),
+        QUEUE_MAX_RETRIES=str(settings.queue_max_retries),
+        QUEUE_RETRY_DELAYS=",".join(map(str, settings.queue_retry_delays)),
+        QUEUE_SHUTDOWN_GRACE_SECONDS=str(settings.queue_shutdown_grace_seconds),
+        QUEUE_DEAD_LETTER_TTL_SECONDS=str(settings.queue_dead_letter_ttl_seconds),
         QUEUE_TASK_TIME_LIMIT=str(settings.queue_task_time_limit),
         QUEUE_TASK_SOFT_TIME_LIMIT=str(settings.queue_task_soft_time_limit),
         WORKER_CONCURRENCY=str(settings.worker_concurrency),

@@ -168,7 +168,7 @@ async def test_a_result_that_is_not_json_fails_the_job_clearly(
     job = await dispatch(client, "tests.not_json")
     body = (await client.get(f"/api/queue/wait/{job['job_id']}", params={"timeout": 20})).json()
     assert body["status"] == "failed"
-    assert body["error"]["type"] == "TypeError"
+    assert body["error"]["type"] == "ResultNotJSON"
     assert "not JSON-serialisable" in body["error"]["message"]
     # The worker survived it: the next job still runs.
     follow_up = await dispatch(client, "tests.add", args=[1, 2])

@@ -16,7 +16,7 @@ def settings(**values: object) -> Settings:
 
 
 def test_defaults_match_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("REDIS_URL", "API_PORT", "TASK_MODULES", "QUEUE_JOB_TTL_SECONDS", "DATA_DIR"):
+    for name in ("REDIS_URL", "API_PORT", "TASK_MODULES", "QUEUE_JOB_TTL_SECONDS", "DATA_DIR", "QUEUE_MAX_RETRIES"):
         monkeypatch.delenv(name, raising=False)
     s = settings()
     assert s.redis_url is None
@@ -25,7 +25,10 @@ def test_defaults_match_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -> 
     assert s.data_dir == Path("var")
     assert s.queue_job_ttl_seconds == 86_400
     assert s.task_modules == []
-    assert s.visibility_timeout > s.queue_task_time_limit
+    # The broker's redelivery is kept short (the record decides what runs); recovery is bounded.
+    assert (s.queue_recovery_seconds, s.lease_seconds, s.visibility_timeout) == (60, 30, 30)
+    assert (s.queue_max_retries, s.queue_retry_delays) == (3, [5.0, 15.0, 45.0])
+    assert (s.queue_idempotency_ttl_seconds, s.queue_dead_letter_ttl_seconds) == (86_400, 604_800)
 
 
 def test_env_example_lists_every_setting() -> None:

@@ -8,16 +8,20 @@ import pocketqueue.nodes
 
 
 def test_top_level_exports() -> None:
-    assert sorted(pocketqueue.__all__) == ["JobCancelled", "JobContext", "task"]
+    assert sorted(pocketqueue.__all__) == ["JobCancelled", "JobContext", "PermanentError", "Priority", "task"]
 
 
 def test_node_exports() -> None:
     assert sorted(pocketqueue.nodes.__all__) == [
         "CeleryTaskDispatchNode",
+        "DeadLetterListNode",
         "DispatchRequest",
         "EndNode",
+        "JobRedriveNode",
         "RedisConnectionNode",
         "RedisProbeNode",
+        "RedriveFilter",
+        "RedriveReport",
         "TaskCancelNode",
         "TaskStatusMonitorNode",
         "WorkerPingNode",
@@ -28,10 +32,12 @@ def test_flow_factories() -> None:
     factories = sorted(name for name in vars(pocketqueue.flows) if name.startswith("create_"))
     assert factories == [
         "create_cancel_flow",
+        "create_dead_letter_flow",
         "create_dispatch_and_wait_flow",
         "create_dispatch_flow",
         "create_health_flow",
         "create_redis_probe_flow",
+        "create_redrive_flow",
         "create_status_flow",
     ]
 

@@ -13,7 +13,8 @@ import redis
 
 from conftest import WorkerProcess, make_settings, wait_until
 from pocketqueue.config import Settings
-from pocketqueue.jobs.message import build_message
+from pocketqueue.jobs.keys import queue_list
+from pocketqueue.jobs.message import message_for
 from pocketqueue.jobs.models import Job, JobStatus
 from pocketqueue.nodes import CeleryTaskDispatchNode, DispatchRequest, TaskCancelNode
 from pocketqueue.runtime import QueueRuntime, open_runtime
@@ -27,7 +28,11 @@ def private_settings(redis_url: str, **overrides: Any) -> Settings:
 
 
 async def dispatch(runtime: QueueRuntime, task: str, *args: Any, **kwargs: Any) -> Job:
-    shared: dict[str, Any] = {"runtime": runtime, "request": DispatchRequest(task, list(args), kwargs)}
+    return await submit(runtime, DispatchRequest(task, list(args), kwargs))
+
+
+async def submit(runtime: QueueRuntime, request: DispatchRequest) -> Job:
+    shared: dict[str, Any] = {"runtime": runtime, "request": request}
     assert await CeleryTaskDispatchNode().run_async(shared) == "dispatched"
     job: Job = shared["job"]
     return job
@@ -35,8 +40,8 @@ async def dispatch(runtime: QueueRuntime, task: str, *args: Any, **kwargs: Any) 
 
 def redeliver(runtime: QueueRuntime, job: Job, client: redis.Redis) -> None:
     """Hand the job's message to the workers again, as the broker does after a visibility timeout."""
-    queue = runtime.settings.queue_name
-    client.lpush(queue, build_message(runtime.celery, job.job_id, job.task, job.args, job.kwargs, queue))
+    message, queue_list = message_for(runtime.celery, job, runtime.settings.queue_name)
+    client.lpush(queue_list, message)
 
 
 def read(client: redis.Redis, settings: Settings, job_id: str) -> dict[str, str]:
@@ -52,7 +57,7 @@ async def test_a_job_cancelled_while_no_worker_is_online_never_runs(
         cancelled = await dispatch(runtime, "pocketqueue.debug", result="should never appear")
         kept = await dispatch(runtime, "pocketqueue.debug", result="runs")
         assert await TaskCancelNode().run_async({"runtime": runtime, "job_id": cancelled.job_id}) == "cancelled"
-    assert sync_redis.llen(settings.queue_name) == 2  # both messages are still on the broker
+    assert sync_redis.llen(queue_list(settings.queue_name, 3)) == 2  # both messages are still on the broker
 
     worker = start_worker(settings)
     wait_until(lambda: read(sync_redis, settings, kept.job_id)["status"] == "completed")
@@ -67,7 +72,7 @@ async def test_a_job_cancelled_while_no_worker_is_online_never_runs(
 async def test_finished_jobs_expire_and_leave_nothing_behind(
     redis_url: str, start_worker: StartWorker, sync_redis: redis.Redis
 ) -> None:
-    settings = private_settings(redis_url, queue_job_ttl_seconds=2)
+    settings = private_settings(redis_url, queue_job_ttl_seconds=2, queue_dead_letter_ttl_seconds=2)
     start_worker(settings)
     async with open_runtime(settings) as runtime:
         jobs = [
@@ -84,7 +89,8 @@ async def test_finished_jobs_expire_and_leave_nothing_behind(
     assert 0 < sync_redis.ttl(key) <= 2
 
     def our_keys() -> list[str]:
-        return list(sync_redis.scan_iter(f"{settings.queue_key_prefix}:*"))
+        # The worker's own heartbeat key lives as long as the worker; everything else goes.
+        return [k for k in sync_redis.scan_iter(f"{settings.queue_key_prefix}:*") if ":worker:" not in k]
 
     wait_until(lambda: not our_keys(), timeout=10, interval=0.2)
     assert not [k for k in sync_redis.scan_iter("celery-task-meta-*") if any(j.job_id in k for j in jobs)]
@@ -110,10 +116,11 @@ async def test_a_redelivered_message_for_a_finished_job_is_dropped(
 async def test_a_job_whose_worker_process_is_killed_runs_again_and_completes(
     redis_url: str, start_worker: StartWorker, sync_redis: redis.Redis
 ) -> None:
-    settings = private_settings(redis_url, queue_lease_seconds=2)
+    settings = private_settings(redis_url, queue_recovery_seconds=4)
     worker = start_worker(settings)
     async with open_runtime(settings) as runtime:
-        job = await dispatch(runtime, "pocketqueue.debug", sleep=1.5, steps=3, result="survived")
+        kwargs = {"sleep": 1.5, "steps": 3, "result": "survived"}
+        job = await submit(runtime, DispatchRequest("pocketqueue.debug", kwargs=kwargs, max_retries=1))
         wait_until(lambda: read(sync_redis, settings, job.job_id).get("progress") not in (None, "0"))
         for pid in worker.child_pids():
             os.kill(pid, signal.SIGKILL)
@@ -122,6 +129,7 @@ async def test_a_job_whose_worker_process_is_killed_runs_again_and_completes(
     assert finished.status == JobStatus.COMPLETED, finished
     assert finished.result == "survived"
     assert finished.attempts == 2
+    assert [e.type for e in finished.attempt_errors] == ["WorkerLost"]  # the killed attempt, kept
 
 
 async def test_time_limits_fail_the_job_with_a_clear_error(
@@ -164,7 +172,7 @@ async def test_a_job_for_a_task_the_worker_does_not_have_fails_instead_of_hangin
 async def test_a_duplicate_delivery_of_a_job_running_longer_than_its_lease_is_dropped(
     redis_url: str, start_worker: StartWorker, sync_redis: redis.Redis
 ) -> None:
-    settings = private_settings(redis_url, queue_lease_seconds=2)
+    settings = private_settings(redis_url, queue_recovery_seconds=4)
     worker = start_worker(settings)
     async with open_runtime(settings) as runtime:
         job = await dispatch(runtime, "pocketqueue.debug", sleep=7, result="once")

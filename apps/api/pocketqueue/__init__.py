@@ -8,6 +8,8 @@ def generate(job, video_id: str) -> dict:
     return {"video_id": video_id}
 """
 
+from pocketqueue.jobs.models import Priority
+from pocketqueue.jobs.registry import PermanentError
 from pocketqueue.worker.tasks import JobCancelled, JobContext, task
 
-__all__ = ["JobCancelled", "JobContext", "task"]
+__all__ = ["JobCancelled", "JobContext", "PermanentError", "Priority", "task"]

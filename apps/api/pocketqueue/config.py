@@ -34,7 +34,12 @@ class Settings(BaseSettings):
     queue_job_ttl_seconds: int = Field(default=86_400, ge=1)
     queue_task_time_limit: int = Field(default=3_600, ge=1)
     queue_task_soft_time_limit: int = Field(default=3_300, ge=1)
-    queue_lease_seconds: int = Field(default=30, ge=2)
+    queue_recovery_seconds: int = Field(default=60, ge=4)
+    queue_max_retries: int = Field(default=3, ge=0, le=100)
+    queue_retry_delays: Annotated[list[float], NoDecode] = [5.0, 15.0, 45.0]
+    queue_dead_letter_ttl_seconds: int = Field(default=604_800, ge=1)
+    queue_idempotency_ttl_seconds: int = Field(default=86_400, ge=1)
+    queue_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
     @field_validator("redis_url", "celery_broker_url", "celery_result_backend", mode="before")
     @classmethod
@@ -47,6 +52,20 @@ class Settings(BaseSettings):
     def _split_modules(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("queue_retry_delays", mode="before")
+    @classmethod
+    def _split_delays(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("queue_retry_delays")
+    @classmethod
+    def _positive_delays(cls, value: list[float]) -> list[float]:
+        if not value or any(delay <= 0 for delay in value):
+            raise ValueError("QUEUE_RETRY_DELAYS must be one or more positive numbers of seconds, e.g. 5,15,45")
         return value
 
     @model_validator(mode="after")
@@ -93,11 +112,26 @@ class Settings(BaseSettings):
             return self.celery_result_backend.get_secret_value()
         return self.resolved_redis_url()
 
+    # Crash recovery is bounded by QUEUE_RECOVERY_SECONDS; these are derived from it.
+
+    @property
+    def lease_seconds(self) -> float:
+        # A running job's lease: renewed every third of it, so a job whose lease lapsed
+        # belongs to a worker that died (or lost Redis) over a lease ago.
+        return self.queue_recovery_seconds / 2
+
+    @property
+    def janitor_interval(self) -> float:
+        # How often a worker looks for orphaned jobs (lapsed leases) and requeues them.
+        return max(0.5, self.queue_recovery_seconds / 12)
+
     @property
     def visibility_timeout(self) -> int:
-        # Longer than the hard time limit, so the broker never hands a job that is
-        # still allowed to run to a second worker.
-        return self.queue_task_time_limit + 300
+        # How long the broker waits before handing an unacknowledged message to another
+        # worker. Short on purpose: the job record, not the broker, decides whether a job
+        # runs, so a redelivered message of a running job is dropped, and a message
+        # taken by a worker that died before starting it is back within the bound.
+        return max(2, self.queue_recovery_seconds // 2)
 
 
 @lru_cache

@@ -8,7 +8,10 @@
     │   ├── TaskNotRegistered       404  no task registered under that name
     │   └── JobNotFound             404  no job with that id (or it expired)
     ├── Conflict                    409
-    │   └── JobAlreadyFinished      409  e.g. cancelling a completed job
+    │   ├── JobAlreadyFinished      409  e.g. cancelling a completed job
+    │   ├── JobNotFailed            409  re-driving a job that is not in the dead-letter set
+    │   ├── IdempotencyKeyReused    409  an Idempotency-Key sent again with a different body
+    │   └── UniqueJobActive         409  another active job holds the unique_key
     └── ServiceUnavailable          503
         └── RedisUnavailable        503  Redis did not answer
 
@@ -28,6 +31,10 @@ class QueueError(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+    def extensions(self) -> dict[str, str]:
+        """Extra members for the problem body (e.g. the id of the job concerned)."""
+        return {}
 
 
 class ConfigurationError(QueueError):
@@ -81,9 +88,52 @@ class JobAlreadyFinished(Conflict):
     slug = "job-already-finished"
 
     def __init__(self, job_id: str, status: str) -> None:
-        super().__init__(f"Job {job_id!r} is already {status}; only queued or running jobs can be cancelled.")
+        super().__init__(f"Job {job_id!r} is already {status}; only jobs that have not finished can be cancelled.")
         self.job_id = job_id
         self.status = status
+
+
+class JobNotFailed(Conflict):
+    title = "Job is not failed"
+    slug = "job-not-failed"
+
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(f"Job {job_id!r} is {status}; only failed (dead-lettered) jobs can be re-driven.")
+        self.job_id = job_id
+        self.status = status
+
+    def extensions(self) -> dict[str, str]:
+        return {"job_id": self.job_id, "job_status": self.status}
+
+
+class IdempotencyKeyReused(Conflict):
+    title = "Idempotency key reused"
+    slug = "idempotency-key-reused"
+
+    def __init__(self, key: str, job_id: str) -> None:
+        super().__init__(
+            f"Idempotency key {key!r} already created job {job_id!r} from a different request body; "
+            "send the same body to get that job back, or use a new key for a new job."
+        )
+        self.job_id = job_id
+
+    def extensions(self) -> dict[str, str]:
+        return {"job_id": self.job_id}
+
+
+class UniqueJobActive(Conflict):
+    title = "A job with this unique_key is active"
+    slug = "unique-job-active"
+
+    def __init__(self, key: str, job_id: str) -> None:
+        super().__init__(
+            f"Job {job_id!r} holds unique_key {key!r} and has not finished; "
+            "wait for it (GET /api/queue/wait/{job_id}) or cancel it first."
+        )
+        self.job_id = job_id
+
+    def extensions(self) -> dict[str, str]:
+        return {"job_id": self.job_id}
 
 
 class ServiceUnavailable(QueueError):

@@ -4,10 +4,12 @@ Each factory returns a new AsyncFlow whose final action is its outcome. A flow h
 per-run state (PocketFlow copies each node as it runs it), so one flow can serve many
 concurrent runs; the API builds each once (`shared_flow`).
 
-    create_dispatch_flow()           "dispatched" | "rejected" | "unavailable"
+    create_dispatch_flow()           "dispatched" | "duplicate" | "rejected" | "unavailable"
     create_status_flow()             "found" | "missing" | "timeout" | "unavailable"
     create_cancel_flow()             "cancelled" | "finished" | "missing" | "unavailable"
     create_dispatch_and_wait_flow()  "found" | "timeout" | "rejected" | "unavailable"
+    create_redrive_flow()            "redriven" | "not_failed" | "missing" | "rejected" | "unavailable"
+    create_dead_letter_flow()        "listed" | "unavailable"
     create_health_flow()             "pinged" | "unavailable"
     create_redis_probe_flow()        "probed" | "unavailable"
 
@@ -27,10 +29,12 @@ from typing import Any
 
 from pocketflow import AsyncFlow, AsyncNode
 
-from pocketqueue.errors import JobAlreadyFinished, JobNotFound, QueueError, RedisUnavailable
+from pocketqueue.errors import JobAlreadyFinished, JobNotFailed, JobNotFound, QueueError, RedisUnavailable
 from pocketqueue.nodes import (
     CeleryTaskDispatchNode,
+    DeadLetterListNode,
     EndNode,
+    JobRedriveNode,
     RedisConnectionNode,
     RedisProbeNode,
     TaskCancelNode,
@@ -62,9 +66,20 @@ def create_cancel_flow() -> AsyncFlow:
 def create_dispatch_and_wait_flow() -> AsyncFlow:
     """Dispatch `shared["request"]`, then wait up to `shared["wait_timeout"]` for it."""
     dispatch = CeleryTaskDispatchNode()
-    dispatch - "dispatched" >> TaskStatusMonitorNode()
+    monitor = TaskStatusMonitorNode()
+    dispatch - "dispatched" >> monitor
+    dispatch - "duplicate" >> monitor  # an idempotent repeat waits for the first job
     dispatch - "rejected" >> EndNode("rejected")
     return _after_redis_check(dispatch)
+
+
+def create_redrive_flow() -> AsyncFlow:
+    """Re-drive `shared["job_id"]`, or the dead-lettered jobs `shared["redrive"]` picks."""
+    return _after_redis_check(JobRedriveNode())
+
+
+def create_dead_letter_flow() -> AsyncFlow:
+    return _after_redis_check(DeadLetterListNode())
 
 
 def create_health_flow() -> AsyncFlow:
@@ -93,4 +108,6 @@ async def run_flow(flow: AsyncFlow, shared: dict[str, Any]) -> str:
         raise JobNotFound(shared["job_id"])
     if outcome == "finished" and "job_id" in shared:
         raise JobAlreadyFinished(shared["job_id"], shared["job"].status.value)
+    if outcome == "not_failed":
+        raise JobNotFailed(shared["job_id"], shared["job"].status.value)
     return outcome

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from pocketqueue.api.problems import install_problem_handlers
-from pocketqueue.api.routes import health, jobs, testing
+from pocketqueue.api.routes import dead_letter, health, jobs, testing
 from pocketqueue.config import Settings, get_settings
 from pocketqueue.runtime import open_runtime
 
@@ -29,6 +29,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
-    for router in (jobs.router, health.router, testing.router):
+    for router in (jobs.router, dead_letter.router, health.router, testing.router):
         app.include_router(router, prefix="/api/queue")
     return app

@@ -33,7 +33,7 @@ def problem(request: Request, status: int, title: str, detail: str, slug: str, *
 
 async def _queue_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, QueueError)
-    return problem(request, exc.status_code, exc.title, exc.detail, exc.slug)
+    return problem(request, exc.status_code, exc.title, exc.detail, exc.slug, **exc.extensions())
 
 
 async def _redis_down(request: Request, exc: Exception) -> JSONResponse:

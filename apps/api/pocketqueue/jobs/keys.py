@@ -29,7 +29,49 @@ class Keys:
         return f"{self.prefix}:index:{status}"
 
     @property
+    def dead_letter(self) -> str:
+        # The dead-letter set is the `failed` index: every failed job is in it, by time,
+        # until re-driven or expired (QUEUE_DEAD_LETTER_TTL_SECONDS; trimmed like any index).
+        return self.index("failed")
+
+    @property
+    def schedule(self) -> str:
+        # Sorted set of scheduled and retrying job ids by due time. An entry leaves when
+        # its job is published or cancelled, so it holds only active jobs.
+        return f"{self.prefix}:schedule"
+
+    def idempotency(self, key: str) -> str:
+        # String: the job id (and request fingerprint) a key created; TTL
+        # QUEUE_IDEMPOTENCY_TTL_SECONDS.
+        return f"{self.prefix}:idempotency:{key}"
+
+    def unique(self, key: str) -> str:
+        # String: the id of the one active job holding `unique_key`. Deleted when that job
+        # finishes (in the same script), so it lives exactly as long as the active job.
+        return f"{self.prefix}:unique:{key}"
+
+    def worker(self, name: str) -> str:
+        # String with a TTL, refreshed by each live worker: who is consuming right now.
+        return f"{self.prefix}:worker:{name}"
+
+    @property
     def finished_channel(self) -> str:
         # Pub/sub channel (stores nothing): a job id is published when its job finishes,
         # so waiters wake without polling.
         return f"{self.prefix}:finished"
+
+
+# kombu's Redis transport keeps one list per priority step: the bare queue name for step
+# 0, `<queue><sep><step>` for the others, and a worker pops them in step order.
+PRIORITY_SEPARATOR = ":"
+PRIORITY_STEPS = (0, 3, 6)
+
+
+def queue_list(queue: str, broker_priority: int) -> str:
+    """The Redis list a message of that priority step goes to (as kombu names it)."""
+    return queue if broker_priority == 0 else f"{queue}{PRIORITY_SEPARATOR}{broker_priority}"
+
+
+def queue_lists(queue: str) -> list[str]:
+    """Every list of `queue`, highest priority first."""
+    return [queue_list(queue, step) for step in PRIORITY_STEPS]

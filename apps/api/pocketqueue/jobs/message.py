@@ -17,8 +17,29 @@ from typing import Any
 from celery import Celery
 from kombu.serialization import dumps as serialize
 
+from pocketqueue.jobs.keys import queue_list
+from pocketqueue.jobs.models import Job, Priority
 
-def build_message(app: Celery, job_id: str, task: str, args: list[Any], kwargs: dict[str, Any], queue: str) -> str:
+
+def message_for(app: Celery, job: Job, queue: str) -> tuple[str, str]:
+    """The Celery message that runs `job`, and the Redis list (by priority) it goes to.
+
+    Built afresh whenever a job is published (dispatch, a due schedule entry, a retry,
+    a recovery, a re-drive), so records never carry a copy of their message.
+    """
+    message = build_message(app, job.job_id, job.task, job.args, job.kwargs, queue, job.priority)
+    return message, queue_list(queue, job.priority.broker_priority)
+
+
+def build_message(
+    app: Celery,
+    job_id: str,
+    task: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    queue: str,
+    priority: Priority = Priority.NORMAL,
+) -> str:
     """The JSON envelope kombu's Redis transport expects in the queue list."""
     # ignore_result: the job record is the result; without it the header's default
     # (False) overrides the task's own setting and Celery stores every result twice.
@@ -36,7 +57,9 @@ def build_message(app: Celery, job_id: str, task: str, args: list[Any], kwargs: 
     content_type, content_encoding, payload = serialize(body, serializer="json")
     properties.update(
         delivery_mode=2,
-        priority=0,
+        # kombu reads this when it restores an unacknowledged message, to put it back in
+        # the list it came from.
+        priority=priority.broker_priority,
         body_encoding="base64",
         delivery_tag=str(uuid.uuid4()),
         delivery_info={"exchange": "", "routing_key": queue},

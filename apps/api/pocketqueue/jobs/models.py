@@ -12,10 +12,13 @@ from pydantic import BaseModel, Field
 
 
 class JobStatus(StrEnum):
-    QUEUED = "queued"  # accepted and on the broker, waiting for a worker
+    SCHEDULED = "scheduled"  # delayed: waits in PocketQueue's schedule until `run_at`
+    QUEUED = "queued"  # on the broker, waiting for a worker
     PROCESSING = "processing"  # a worker claimed it and is running it
+    RETRYING = "retrying"  # an attempt failed; waits in the schedule for its backoff
     COMPLETED = "completed"  # the task returned; `result` holds its return value
-    FAILED = "failed"  # the task raised (or broke a limit); `error` says why
+    PARTIAL = "partial"  # the task finished with some steps failed: `result` and `partial_errors`
+    FAILED = "failed"  # no attempts left (or a permanent error); in the dead-letter set
     CANCELLED = "cancelled"  # cancelled before or while running; it will never run again
 
     @property
@@ -23,15 +26,31 @@ class JobStatus(StrEnum):
         return self in FINISHED_STATUSES
 
 
-FINISHED_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+FINISHED_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED, JobStatus.CANCELLED})
+ACTIVE_STATUSES = frozenset(set(JobStatus) - FINISHED_STATUSES)
+
+
+class Priority(StrEnum):
+    """Which of the queue's lists a job's message goes to; workers drain `high` first."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def broker_priority(self) -> int:
+        # kombu's Redis transport keeps one list per priority step and pops the lowest
+        # number first (see `celery_priority_steps`), so high is 0.
+        return {"high": 0, "normal": 3, "low": 6}[self.value]
 
 
 class JobError(BaseModel):
-    """Why a job failed."""
+    """Why an attempt failed."""
 
     type: str
     message: str
     traceback: str | None = None
+    attempt: int | None = None  # which attempt raised it (None: the job never started)
 
 
 class Job(BaseModel):
@@ -42,30 +61,46 @@ class Job(BaseModel):
     args: list[Any] = Field(default_factory=list)
     kwargs: dict[str, Any] = Field(default_factory=dict)
     status: JobStatus
+    priority: Priority = Priority.NORMAL
     progress: int = Field(default=0, ge=0, le=100)
     step: str | None = None
     result: Any = None
-    error: JobError | None = None
-    attempts: int = 0
+    partial_errors: list[Any] | None = None
+    error: JobError | None = None  # the last attempt's error
+    attempt_errors: list[JobError] = Field(default_factory=list)  # every failed attempt's error, oldest first
+    attempts: int = 0  # every start counts, including one cut short by a crash
+    max_retries: int = 0
     created_at: datetime
+    run_at: datetime | None = None  # when a scheduled or retrying job is due
     started_at: datetime | None = None
     finished_at: datetime | None = None
     worker: str | None = None
+    idempotency_key: str | None = None
+    unique_key: str | None = None
 
     def to_hash(self, ttl_seconds: int) -> dict[str, str]:
         """The fields written when the job is created; workers fill in the rest."""
-        return {
+        fields = {
             "job_id": self.job_id,
             "task": self.task,
             "args": json.dumps(self.args),
             "kwargs": json.dumps(self.kwargs),
             "status": self.status.value,
+            "priority": self.priority.value,
             "progress": "0",
             "attempts": "0",
+            "max_retries": str(self.max_retries),
             "created_at": _timestamp(self.created_at),
             # Decided at dispatch so every worker expires the record the same way.
             "ttl": str(ttl_seconds),
         }
+        if self.run_at is not None:
+            fields["run_at"] = _timestamp(self.run_at)
+        if self.idempotency_key is not None:
+            fields["idempotency_key"] = self.idempotency_key
+        if self.unique_key is not None:
+            fields["unique_key"] = self.unique_key
+        return fields
 
     @classmethod
     def from_hash(cls, raw: Mapping[Any, Any]) -> Job:
@@ -76,16 +111,33 @@ class Job(BaseModel):
             args=json.loads(raw.get("args", "[]")),
             kwargs=json.loads(raw.get("kwargs", "{}")),
             status=JobStatus(raw["status"]),
+            priority=Priority(raw.get("priority", "normal")),
             progress=int(raw.get("progress", "0")),
             step=raw.get("step") or None,
             result=json.loads(raw["result"]) if "result" in raw else None,
+            partial_errors=json.loads(raw["partial_errors"]) if "partial_errors" in raw else None,
             error=JobError.model_validate_json(raw["error"]) if "error" in raw else None,
+            attempt_errors=[JobError.model_validate_json(raw[key]) for key in _attempt_error_fields(raw)],
             attempts=int(raw.get("attempts", "0")),
+            max_retries=int(raw.get("max_retries", "0")),
             created_at=_datetime(raw["created_at"]),
+            run_at=_datetime(raw["run_at"]) if "run_at" in raw else None,
             started_at=_datetime(raw["started_at"]) if "started_at" in raw else None,
             finished_at=_datetime(raw["finished_at"]) if "finished_at" in raw else None,
             worker=raw.get("worker") or None,
+            idempotency_key=raw.get("idempotency_key") or None,
+            unique_key=raw.get("unique_key") or None,
         )
+
+
+# Each failed attempt's error is its own hash field, `error:<attempt>`, so recording one
+# is a single HSET (no read-modify-write of a list), and a re-drive deletes them all.
+ATTEMPT_ERROR_PREFIX = "error:"
+
+
+def _attempt_error_fields(raw: Mapping[Any, Any]) -> list[str]:
+    keys = [key for key in raw if key.startswith(ATTEMPT_ERROR_PREFIX)]
+    return sorted(keys, key=lambda key: int(key[len(ATTEMPT_ERROR_PREFIX) :]))
 
 
 def now_timestamp() -> str:

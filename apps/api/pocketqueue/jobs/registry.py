@@ -16,17 +16,28 @@ from typing import Any
 from pocketqueue.errors import ConfigurationError, InvalidArguments, TaskNotRegistered
 
 
+class PermanentError(Exception):
+    """Raise it from a task to fail the job at once: no retries, straight to the dead-letter set."""
+
+
 @dataclass(frozen=True)
 class TaskSpec:
-    """A registered task: its public name and the function that does the work."""
+    """A registered task: its public name, the function that does the work, its retry policy."""
 
     name: str
     func: Callable[..., Any]
+    max_retries: int | None = None  # None: QUEUE_MAX_RETRIES (a dispatch can override either)
+    retry_delays: tuple[float, ...] | None = None  # None: QUEUE_RETRY_DELAYS
+    retry_on: tuple[type[BaseException], ...] = (Exception,)  # errors worth another attempt
     # Computed once: inspect.signature() costs more than the rest of a dispatch's checks.
     signature: inspect.Signature = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "signature", inspect.signature(self.func))
+
+    def retries(self, exc: BaseException) -> bool:
+        """Whether an attempt that raised `exc` may be retried (if it has retries left)."""
+        return isinstance(exc, self.retry_on) and not isinstance(exc, PermanentError)
 
     def check_arguments(self, args: list[Any], kwargs: dict[str, Any]) -> None:
         """Raise InvalidArguments unless (job, *args, **kwargs) fits the function."""

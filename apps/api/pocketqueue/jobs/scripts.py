@@ -1,116 +1,295 @@
-"""Lua scripts for the job transitions that can race (start vs cancel, finish vs redelivery).
+"""Lua scripts for every job transition that can race (start, finish, retry, cancel, ...).
 
 Each runs atomically inside Redis, so a check and the write that depends on it can never
-be split by another client. Keys come in KEYS (named by `Keys`); values in ARGV.
+be split by another client. Every script takes the key prefix as ARGV[1] and the job id
+as ARGV[2], and names the job's keys from them the way `Keys` does. (PocketQueue targets
+one Redis server, not Cluster, so keys built inside a script are fine.)
+
+The record's `status` is the single source of truth: a message the broker delivers twice,
+or late, is run only if the record says the job is `queued`.
 """
 
 from __future__ import annotations
 
-# Shared by FINISH and CANCEL, once the record's fields are written: expire it, drop its
-# lease, move its index entry, trim old entries, and wake anyone waiting on the job.
-_FINISH_RECORD = """
-local function finish_record(job_key, lease_key, from_index, to_index, job_id, ttl, now, channel)
-  redis.call('DEL', lease_key)
-  redis.call('EXPIRE', job_key, ttl)
-  redis.call('ZREM', from_index, job_id)
-  redis.call('ZADD', to_index, now, job_id)
-  redis.call('ZREMRANGEBYSCORE', to_index, '-inf', tonumber(now) - ttl)
-  if redis.call('TTL', to_index) < ttl then redis.call('EXPIRE', to_index, ttl) end
-  redis.call('PUBLISH', channel, job_id)
+_LIBRARY = """
+local prefix, job_id = ARGV[1], ARGV[2]
+local function key(...) return prefix .. ':' .. table.concat({...}, ':') end
+local job = key('job', job_id)
+local ACTIVE = {scheduled = true, queued = true, processing = true, retrying = true}
+
+local function move(from_status, to_status, score)
+  redis.call('ZREM', key('index', from_status), job_id)
+  redis.call('ZADD', key('index', to_status), score, job_id)
+end
+
+-- The record's fields are written; end the job: drop its lease, schedule entry and
+-- unique key, expire it, move and trim its index, and wake anyone waiting on it.
+local function finish(from_status, to_status, now, ttl)
+  redis.call('DEL', key('lease', job_id))
+  redis.call('ZREM', key('schedule'), job_id)
+  local unique = redis.call('HGET', job, 'unique_key')
+  if unique and redis.call('GET', key('unique', unique)) == job_id then
+    redis.call('DEL', key('unique', unique))
+  end
+  redis.call('EXPIRE', job, ttl)
+  move(from_status, to_status, now)
+  local index = key('index', to_status)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', tonumber(now) - ttl)
+  if redis.call('TTL', index) < ttl then redis.call('EXPIRE', index, ttl) end
+  redis.call('PUBLISH', key('finished'), job_id)
 end
 """
 
-# KEYS: job, index:queued, queue (the Celery queue list)
-# ARGV: job_id, created_at, message, then the record's field/value pairs
-# The record, its index entry and its Celery message, all or nothing. One script rather
-# than MULTI/EXEC: the same atomicity in one command instead of five.
-CREATE = """
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('LPUSH', KEYS[3], ARGV[3])
-return 1
+# ARGV: prefix, job_id, now, message, list, run_at ('' = now), idempotency key,
+#       fingerprint, idempotency ttl, unique key, then the record's field/value pairs.
+# Returns {'created'|'duplicate'|'conflict'|'unique', job id}. 'duplicate': the same
+# idempotency key and body made that job; 'conflict': the key made it from another body;
+# 'unique': that active job holds the unique key. Nothing is written unless 'created'.
+CREATE = (
+    _LIBRARY
+    + """
+local now, idem_key, fingerprint, unique_key = ARGV[3], ARGV[7], ARGV[8], ARGV[10]
+if idem_key ~= '' then
+  local held = redis.call('GET', key('idempotency', idem_key))
+  if held then
+    local space = string.find(held, ' ', 1, true)
+    local held_id = string.sub(held, 1, space - 1)
+    if redis.call('EXISTS', key('job', held_id)) == 1 then
+      if string.sub(held, space + 1) == fingerprint then return {'duplicate', held_id} end
+      return {'conflict', held_id}
+    end
+  end
+end
+if unique_key ~= '' then
+  local held_id = redis.call('GET', key('unique', unique_key))
+  if held_id and ACTIVE[redis.call('HGET', key('job', held_id), 'status')] then return {'unique', held_id} end
+  redis.call('SET', key('unique', unique_key), job_id)
+end
+if idem_key ~= '' then
+  redis.call('SET', key('idempotency', idem_key), job_id .. ' ' .. fingerprint, 'EX', ARGV[9])
+end
+redis.call('HSET', job, unpack(ARGV, 11))
+if ARGV[6] ~= '' then
+  redis.call('ZADD', key('index', 'scheduled'), now, job_id)
+  redis.call('ZADD', key('schedule'), ARGV[6], job_id)
+else
+  redis.call('ZADD', key('index', 'queued'), now, job_id)
+  redis.call('LPUSH', ARGV[5], ARGV[4])
+end
+return {'created', job_id}
 """
+)
 
-# KEYS: job, lease, index:queued, index:processing
-# ARGV: job_id, now, worker, lease_ms
-# Returns {'started', attempt} when this worker now owns the job; otherwise {reason}:
-# 'missing', 'running' (another worker's lease is alive) or the finished status.
-START = """
-local status = redis.call('HGET', KEYS[1], 'status')
+# ARGV: prefix, job_id, now, worker, lease_ms
+# Returns {'started', attempt, max_retries} when this worker now owns the job; otherwise
+# {why}: 'missing', 'running' (a live lease: this message is a duplicate), 'orphaned'
+# (processing with no lease: the janitor recovers it) or the job's status.
+START = (
+    _LIBRARY
+    + """
+local status, max_retries = unpack(redis.call('HMGET', job, 'status', 'max_retries'))
 if not status then return {'missing'} end
-local takeover = status == 'processing' and redis.call('EXISTS', KEYS[2]) == 0
-if status ~= 'queued' and not takeover then
-  if status == 'processing' then return {'running'} end
-  return {status}
+if status == 'processing' then
+  if redis.call('EXISTS', key('lease', job_id)) == 1 then return {'running'} end
+  return {'orphaned'}
 end
-local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'status', 'processing', 'started_at', ARGV[2], 'worker', ARGV[3])
-redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
-return {'started', attempt}
+if status ~= 'queued' then return {status} end
+local attempt = redis.call('HINCRBY', job, 'attempts', 1)
+redis.call('HSET', job, 'status', 'processing', 'started_at', ARGV[3], 'worker', ARGV[4])
+redis.call('HDEL', job, 'run_at')
+redis.call('SET', key('lease', job_id), ARGV[4], 'PX', ARGV[5])
+move('queued', 'processing', ARGV[3])
+return {'started', attempt, tonumber(max_retries) or 0}
 """
+)
 
-# KEYS: job, lease
-# ARGV: attempt, lease_ms, progress ('' to leave it), step ('' to leave it), worker
+# ARGV: prefix, job_id, attempt, lease_ms, progress ('' to leave it), step ('' to leave it), worker
 # Renews the lease (and records progress) only while this attempt still owns the job.
 # SET, not PEXPIRE: a lease that lapsed (Redis unreachable for a while, a stalled
-# process) is recreated, so no redelivery mistakes a live attempt for a dead one.
-# Returns the job's status, or 'superseded' when a newer attempt owns the job, so a
-# worker learns within one heartbeat that the job is no longer its to run.
-HEARTBEAT = """
-local status = redis.call('HGET', KEYS[1], 'status')
+# process) is recreated. Returns the job's status, or 'superseded' when a newer attempt
+# owns the job, so a worker learns within one heartbeat that the job is no longer its own.
+HEARTBEAT = (
+    _LIBRARY
+    + """
+local status, attempts = unpack(redis.call('HMGET', job, 'status', 'attempts'))
 if not status then return 'missing' end
 if status ~= 'processing' then return status end
-if redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[1] then return 'superseded' end
-redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[2])
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'progress', ARGV[3]) end
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'step', ARGV[4]) end
+if attempts ~= ARGV[3] then return 'superseded' end
+redis.call('SET', key('lease', job_id), ARGV[7], 'PX', ARGV[4])
+if ARGV[5] ~= '' then redis.call('HSET', job, 'progress', ARGV[5]) end
+if ARGV[6] ~= '' then redis.call('HSET', job, 'step', ARGV[6]) end
 return status
 """
+)
 
-# KEYS: job, lease, index:processing, index:<new status>, index:queued
-# ARGV: job_id, attempt ('*' for any), worker ('' for any), new status, now, field, value, channel
+# ARGV: prefix, job_id, attempt ('*' for any), worker ('' for any), new status, now,
+#       ttl ('' for the record's own), then field/value pairs to write.
 # Writes the outcome only if the job is still processing under that attempt: a cancel or
 # a newer attempt always wins over a late finish. With attempt '*', a queued job can be
 # failed too (a worker that cannot run it at all). Returns 'ok' or the status it found.
 FINISH = (
-    _FINISH_RECORD
+    _LIBRARY
     + """
-local status, attempts, worker, ttl = unpack(redis.call('HMGET', KEYS[1], 'status', 'attempts', 'worker', 'ttl'))
+local status, attempts, worker, ttl = unpack(redis.call('HMGET', job, 'status', 'attempts', 'worker', 'ttl'))
 if not status then return 'missing' end
-local from_index = KEYS[3]
-if status == 'queued' and ARGV[2] == '*' then
-  from_index = KEYS[5]
+local from_status = 'processing'
+if status == 'queued' and ARGV[3] == '*' then
+  from_status = 'queued'
 elseif status ~= 'processing' then
   return status
 end
-if ARGV[2] ~= '*' and attempts ~= ARGV[2] then return 'superseded' end
-if ARGV[3] ~= '' and worker ~= ARGV[3] then return 'superseded' end
-if ARGV[4] == 'completed' then
-  redis.call('HSET', KEYS[1], ARGV[6], ARGV[7], 'status', ARGV[4], 'finished_at', ARGV[5], 'progress', '100')
-else
-  redis.call('HSET', KEYS[1], ARGV[6], ARGV[7], 'status', ARGV[4], 'finished_at', ARGV[5])
+if ARGV[3] ~= '*' and attempts ~= ARGV[3] then return 'superseded' end
+if ARGV[4] ~= '' and worker ~= ARGV[4] then return 'superseded' end
+redis.call('HSET', job, 'status', ARGV[5], 'finished_at', ARGV[6], unpack(ARGV, 8))
+if ARGV[5] == 'failed' and from_status == 'processing' then
+  redis.call('HSET', job, 'error:' .. attempts, redis.call('HGET', job, 'error'))  -- kept with every attempt's error
 end
-finish_record(KEYS[1], KEYS[2], from_index, KEYS[4], ARGV[1], tonumber(ttl) or 86400, ARGV[5], ARGV[8])
+finish(from_status, ARGV[5], ARGV[6], tonumber(ARGV[7]) or tonumber(ttl) or 86400)
 return 'ok'
 """
 )
 
-# KEYS: job, lease, index:queued, index:processing, index:cancelled
-# ARGV: job_id, now, channel
+# ARGV: prefix, job_id, attempt, now, run_at, error field, error json
+# A failed attempt with retries left: 'retrying', in the schedule until run_at.
+RETRY = (
+    _LIBRARY
+    + """
+local status, attempts = unpack(redis.call('HMGET', job, 'status', 'attempts'))
+if not status then return 'missing' end
+if status ~= 'processing' then return status end
+if attempts ~= ARGV[3] then return 'superseded' end
+redis.call('HSET', job, 'status', 'retrying', 'run_at', ARGV[5], 'error', ARGV[7], ARGV[6], ARGV[7])
+redis.call('DEL', key('lease', job_id))
+move('processing', 'retrying', ARGV[4])
+redis.call('ZADD', key('schedule'), ARGV[5], job_id)
+return 'ok'
+"""
+)
+
+# ARGV: prefix, job_id, now, message, list
+# Publishes a scheduled or retrying job that is due. Returns 'ok', 'not_due', or the
+# status it found (the job was cancelled, or another worker published it first).
+PROMOTE = (
+    _LIBRARY
+    + """
+local status = redis.call('HGET', job, 'status')
+if status ~= 'scheduled' and status ~= 'retrying' then
+  redis.call('ZREM', key('schedule'), job_id)
+  return status or 'missing'
+end
+local due = redis.call('ZSCORE', key('schedule'), job_id)
+if not due or tonumber(due) > tonumber(ARGV[3]) then return 'not_due' end
+redis.call('HSET', job, 'status', 'queued')
+redis.call('HDEL', job, 'run_at')
+redis.call('ZREM', key('schedule'), job_id)
+move(status, 'queued', ARGV[3])
+redis.call('LPUSH', ARGV[5], ARGV[4])
+return 'ok'
+"""
+)
+
+# ARGV: prefix, job_id, attempt seen, now, error field, error json, message, list, dead-letter ttl
+# A processing job whose lease lapsed: its worker died (SIGKILL, OOM, lost machine). The
+# attempt's error is kept; the job is queued again at once, or fails if no retries are left.
+RECOVER = (
+    _LIBRARY
+    + """
+local status, attempts, max_retries = unpack(redis.call('HMGET', job, 'status', 'attempts', 'max_retries'))
+if not status then
+  redis.call('ZREM', key('index', 'processing'), job_id)
+  return 'missing'
+end
+if status ~= 'processing' then return status end
+if attempts ~= ARGV[3] then return 'superseded' end
+if redis.call('EXISTS', key('lease', job_id)) == 1 then return 'alive' end
+redis.call('HSET', job, 'error', ARGV[6], ARGV[5], ARGV[6])
+if tonumber(attempts) > (tonumber(max_retries) or 0) then
+  redis.call('HSET', job, 'status', 'failed', 'finished_at', ARGV[4])
+  finish('processing', 'failed', ARGV[4], tonumber(ARGV[9]))
+  return 'failed'
+end
+redis.call('HSET', job, 'status', 'queued')
+move('processing', 'queued', ARGV[4])
+redis.call('LPUSH', ARGV[8], ARGV[7])
+return 'requeued'
+"""
+)
+
+# ARGV: prefix, job_id, now
 # Returns {status before, flat HGETALL after}; status before is 'missing' for a missing job.
 CANCEL = (
-    _FINISH_RECORD
+    _LIBRARY
     + """
-local status, ttl = unpack(redis.call('HMGET', KEYS[1], 'status', 'ttl'))
+local status, ttl = unpack(redis.call('HMGET', job, 'status', 'ttl'))
 if not status then return {'missing', {}} end
-if status == 'queued' or status == 'processing' then
-  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[2])
-  local from_index = KEYS[3]
-  if status == 'processing' then from_index = KEYS[4] end
-  finish_record(KEYS[1], KEYS[2], from_index, KEYS[5], ARGV[1], tonumber(ttl) or 86400, ARGV[2], ARGV[3])
+if ACTIVE[status] then
+  redis.call('HSET', job, 'status', 'cancelled', 'finished_at', ARGV[3])
+  redis.call('HDEL', job, 'run_at')
+  finish(status, 'cancelled', ARGV[3], tonumber(ttl) or 86400)
 end
-return {status, redis.call('HGETALL', KEYS[1])}
+return {status, redis.call('HGETALL', job)}
+"""
+)
+
+# ARGV: prefix, job_id, now, message, list
+# Re-drives a failed (dead-lettered) job: same id, attempts and errors reset, queued.
+# Returns 'ok', {'unique', holder} as 'unique:<id>' when another active job holds its
+# unique key, or the status it found.
+REDRIVE = (
+    _LIBRARY
+    + """
+local status = redis.call('HGET', job, 'status')
+if status ~= 'failed' then return status or 'missing' end
+local unique = redis.call('HGET', job, 'unique_key')
+if unique then
+  local held_id = redis.call('GET', key('unique', unique))
+  if held_id and held_id ~= job_id and ACTIVE[redis.call('HGET', key('job', held_id), 'status')] then
+    return 'unique:' .. held_id
+  end
+  redis.call('SET', key('unique', unique), job_id)
+end
+for _, field in ipairs(redis.call('HKEYS', job)) do
+  if string.sub(field, 1, 6) == 'error:' then redis.call('HDEL', job, field) end
+end
+redis.call('HDEL', job, 'error', 'result', 'partial_errors', 'started_at', 'finished_at', 'worker', 'step')
+redis.call('HSET', job, 'status', 'queued', 'attempts', '0', 'progress', '0')
+redis.call('PERSIST', job)
+move('failed', 'queued', ARGV[3])
+redis.call('LPUSH', ARGV[5], ARGV[4])
+return 'ok'
+"""
+)
+
+# ARGV: prefix, '' (no job), now, clear_schedule ('1' or '0'), then the queue's lists.
+# Empties the lists and cancels the queued jobs whose messages they held (and, with
+# clear_schedule, every scheduled and retrying job), so no record is left waiting for a
+# message that is gone. Returns how many jobs were cancelled.
+CLEAR = (
+    _LIBRARY
+    + """
+local now, cancelled = ARGV[3], 0
+local function cancel(id)
+  job_id, job = id, key('job', id)
+  local status, ttl = unpack(redis.call('HMGET', job, 'status', 'ttl'))
+  if status == 'queued' or status == 'scheduled' or status == 'retrying' then
+    redis.call('HSET', job, 'status', 'cancelled', 'finished_at', now)
+    redis.call('HDEL', job, 'run_at')
+    finish(status, 'cancelled', now, tonumber(ttl) or 86400)
+    cancelled = cancelled + 1
+  end
+end
+for i = 5, #ARGV do
+  for _, message in ipairs(redis.call('LRANGE', ARGV[i], 0, -1)) do
+    local ok, decoded = pcall(cjson.decode, message)
+    if ok and type(decoded) == 'table' and type(decoded.headers) == 'table' and decoded.headers.id then
+      cancel(decoded.headers.id)
+    end
+  end
+  redis.call('DEL', ARGV[i])
+end
+if ARGV[4] == '1' then
+  for _, id in ipairs(redis.call('ZRANGE', key('schedule'), 0, -1)) do cancel(id) end
+end
+return cancelled
 """
 )

@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
 from pocketqueue.jobs import scripts
-from pocketqueue.jobs.keys import Keys
-from pocketqueue.jobs.models import Job, JobStatus, now_timestamp
+from pocketqueue.jobs.keys import Keys, queue_lists
+from pocketqueue.jobs.models import Job, now_timestamp
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """An idempotency key, the fingerprint of the request it came with, and its TTL."""
+
+    key: str
+    fingerprint: str
+    ttl_seconds: int
+
+
+@dataclass(frozen=True)
+class Created:
+    """What CREATE did: 'created', or why not ('duplicate', 'conflict', 'unique') and the job concerned."""
+
+    outcome: str
+    job_id: str
 
 
 class JobStore:
-    """Creates, reads and cancels job records. Workers use `WorkerJobStore`."""
+    """Creates, reads, cancels and re-drives job records. Workers use `WorkerJobStore`."""
 
     def __init__(self, redis: Redis, keys: Keys, queue: str) -> None:
         self.redis = redis
@@ -20,14 +39,32 @@ class JobStore:
         self.queue = queue
         self._create = redis.register_script(scripts.CREATE)
         self._cancel = redis.register_script(scripts.CANCEL)
+        self._redrive = redis.register_script(scripts.REDRIVE)
+        self._clear = redis.register_script(scripts.CLEAR)
 
-    async def create(self, job: Job, message: str, ttl_seconds: int) -> None:
-        """Write the record, index it and publish its Celery message, all or nothing."""
+    async def create(
+        self, job: Job, message: str, queue_list: str, ttl_seconds: int, idempotency: Idempotency | None = None
+    ) -> Created:
+        """Write the record, index it and publish its message (or schedule it), all or nothing."""
         fields = [part for pair in job.to_hash(ttl_seconds).items() for part in pair]
-        await self._create(
-            keys=[self.keys.job(job.job_id), self.keys.index(JobStatus.QUEUED), self.queue],
-            args=[job.job_id, job.created_at.timestamp(), message, *fields],
+        run_at = f"{job.run_at.timestamp():.6f}" if job.run_at is not None else ""
+        idem = idempotency or Idempotency("", "", 0)
+        outcome, job_id = await self._create(
+            args=[
+                self.keys.prefix,
+                job.job_id,
+                f"{job.created_at.timestamp():.6f}",
+                message,
+                queue_list,
+                run_at,
+                idem.key,
+                idem.fingerprint,
+                idem.ttl_seconds,
+                job.unique_key or "",
+                *fields,
+            ]
         )
+        return Created(outcome, job_id)
 
     async def get(self, job_id: str) -> Job | None:
         raw = await self.redis.hgetall(self.keys.job(job_id))
@@ -42,17 +79,36 @@ class JobStore:
         return [Job.from_hash(raw) if raw else None for raw in rows]
 
     async def cancel(self, job_id: str) -> tuple[str, Job | None]:
-        """Cancel a queued or running job; returns (status before, record after)."""
-        keys = self.keys
-        before, flat = await self._cancel(
-            keys=[
-                keys.job(job_id),
-                keys.lease(job_id),
-                keys.index(JobStatus.QUEUED),
-                keys.index(JobStatus.PROCESSING),
-                keys.index(JobStatus.CANCELLED),
-            ],
-            args=[job_id, now_timestamp(), keys.finished_channel],
-        )
+        """Cancel an active job; returns (status before, record after)."""
+        before, flat = await self._cancel(args=[self.keys.prefix, job_id, now_timestamp()])
         raw = dict(zip(flat[::2], flat[1::2], strict=True))
         return before, (Job.from_hash(raw) if raw else None)
+
+    async def redrive(self, job_id: str, message: str, queue_list: str) -> str:
+        """Queue a failed job again (same id, attempts reset); 'ok', 'unique:<holder>' or its status."""
+        outcome: str = await self._redrive(args=[self.keys.prefix, job_id, now_timestamp(), message, queue_list])
+        return outcome
+
+    async def dead_letter_page(self, offset: int, limit: int) -> tuple[int, list[Job]]:
+        """The dead-letter set, newest first: (total, one page of records)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.keys.dead_letter)
+            pipe.zrevrange(self.keys.dead_letter, offset, offset + limit - 1)
+            total, job_ids = await pipe.execute()
+        jobs = [job for job in await self.get_many(job_ids) if job is not None]
+        return int(total), jobs
+
+    async def dead_letter_ids(self, batch: int = 1000) -> list[str]:
+        """Every job id in the dead-letter set, oldest first."""
+        job_ids: list[str] = []
+        start = 0
+        while chunk := await self.redis.zrange(self.keys.dead_letter, start, start + batch - 1):
+            job_ids.extend(str(job_id) for job_id in chunk)
+            start += batch
+        return job_ids
+
+    async def clear(self, queue: str, clear_schedule: bool) -> int:
+        """Empty `queue`'s lists, cancelling the jobs they held; returns how many were cancelled."""
+        args: list[Any] = [self.keys.prefix, "", now_timestamp(), "1" if clear_schedule else "0", *queue_lists(queue)]
+        cancelled: int = await self._clear(args=args)
+        return cancelled

@@ -10,7 +10,8 @@ from redis import Redis
 
 from pocketqueue.jobs import scripts
 from pocketqueue.jobs.keys import Keys
-from pocketqueue.jobs.models import JobError, JobStatus, now_timestamp
+from pocketqueue.jobs.models import ATTEMPT_ERROR_PREFIX, Job, JobError, JobStatus, now_timestamp
+from pocketqueue.jobs.registry import PermanentError
 
 ANY_ATTEMPT = "*"
 
@@ -19,8 +20,9 @@ ANY_ATTEMPT = "*"
 class Claim:
     """What a worker learned when it tried to start a job."""
 
-    outcome: str  # 'started', 'running', 'missing', or the finished status
+    outcome: str  # 'started', 'running', 'orphaned', 'missing', or the job's status
     attempt: int = 0
+    max_retries: int = 0
 
     @property
     def started(self) -> bool:
@@ -28,7 +30,7 @@ class Claim:
 
 
 class WorkerJobStore:
-    """Claims jobs, reports progress and heartbeats, and records outcomes."""
+    """Claims jobs, reports progress and heartbeats, records outcomes, runs the schedule."""
 
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
@@ -36,14 +38,13 @@ class WorkerJobStore:
         self._start = redis.register_script(scripts.START)
         self._heartbeat = redis.register_script(scripts.HEARTBEAT)
         self._finish = redis.register_script(scripts.FINISH)
+        self._retry = redis.register_script(scripts.RETRY)
+        self._promote = redis.register_script(scripts.PROMOTE)
+        self._recover = redis.register_script(scripts.RECOVER)
 
     def claim(self, job_id: str, worker: str, lease_ms: int) -> Claim:
-        k = self.keys
-        reply = self._start(
-            keys=[k.job(job_id), k.lease(job_id), k.index(JobStatus.QUEUED), k.index(JobStatus.PROCESSING)],
-            args=[job_id, now_timestamp(), worker, lease_ms],
-        )
-        return Claim(reply[0], int(reply[1])) if len(reply) > 1 else Claim(reply[0])
+        reply = self._start(args=[self.keys.prefix, job_id, now_timestamp(), worker, lease_ms])
+        return Claim(reply[0], int(reply[1]), int(reply[2])) if len(reply) > 1 else Claim(reply[0])
 
     def heartbeat(
         self,
@@ -56,37 +57,115 @@ class WorkerJobStore:
     ) -> str:
         """Renew the lease (and record progress); returns the status, or 'superseded'."""
         status: str = self._heartbeat(
-            keys=[self.keys.job(job_id), self.keys.lease(job_id)],
-            args=[attempt, lease_ms, "" if progress is None else progress, step or "", worker],
+            args=[self.keys.prefix, job_id, attempt, lease_ms, "" if progress is None else progress, step or "", worker]
         )
         return status
 
     def complete(self, job_id: str, attempt: int, result_json: str) -> str:
-        return self._record(job_id, str(attempt), "", JobStatus.COMPLETED, "result", result_json)
+        return self._record(
+            job_id, str(attempt), "", JobStatus.COMPLETED, None, "result", result_json, "progress", "100"
+        )
 
-    def fail(self, job_id: str, error: JobError, attempt: int | None = None, worker: str = "") -> str:
-        """Record a failure; without `attempt`, whichever attempt `worker` is running (or a queued job)."""
+    def partial(self, job_id: str, attempt: int, result_json: str, errors_json: str) -> str:
+        fields = ("result", result_json, "partial_errors", errors_json, "progress", "100")
+        return self._record(job_id, str(attempt), "", JobStatus.PARTIAL, None, *fields)
+
+    def fail(
+        self, job_id: str, error: JobError, dead_letter_ttl: int, attempt: int | None = None, worker: str = ""
+    ) -> str:
+        """Fail for good (the job joins the dead-letter set for `dead_letter_ttl` seconds).
+
+        Without `attempt`, whichever attempt `worker` is running, or a queued job.
+        """
         token = ANY_ATTEMPT if attempt is None else str(attempt)
-        return self._record(job_id, token, worker, JobStatus.FAILED, "error", error.model_dump_json())
+        return self._record(job_id, token, worker, JobStatus.FAILED, dead_letter_ttl, "error", error.model_dump_json())
 
-    def _record(self, job_id: str, attempt: str, worker: str, status: JobStatus, field: str, value: str) -> str:
-        k = self.keys
-        outcome: str = self._finish(
-            keys=[
-                k.job(job_id),
-                k.lease(job_id),
-                k.index(JobStatus.PROCESSING),
-                k.index(status),
-                k.index(JobStatus.QUEUED),
-            ],
-            args=[job_id, attempt, worker, status.value, now_timestamp(), field, value, k.finished_channel],
+    def retry(self, job_id: str, attempt: int, error: JobError, run_at: float) -> str:
+        """Park the job as 'retrying' until `run_at` (epoch seconds); 'ok' or the status it found."""
+        outcome: str = self._retry(
+            args=[
+                self.keys.prefix,
+                job_id,
+                attempt,
+                now_timestamp(),
+                f"{run_at:.6f}",
+                f"{ATTEMPT_ERROR_PREFIX}{attempt}",
+                error.model_dump_json(),
+            ]
         )
         return outcome
 
+    def _record(self, job_id: str, attempt: str, worker: str, status: JobStatus, ttl: int | None, *fields: str) -> str:
+        outcome: str = self._finish(
+            args=[self.keys.prefix, job_id, attempt, worker, status.value, now_timestamp(), ttl or "", *fields]
+        )
+        return outcome
+
+    # The janitor's side: publish what is due, recover what was orphaned.
+
+    def due(self, now: float, limit: int = 100) -> list[str]:
+        """Ids of scheduled and retrying jobs due by `now`, earliest first."""
+        return [str(job_id) for job_id in self.redis.zrangebyscore(self.keys.schedule, "-inf", now, start=0, num=limit)]
+
+    def promote(self, job_id: str, message: str, queue_list: str) -> str:
+        outcome: str = self._promote(args=[self.keys.prefix, job_id, now_timestamp(), message, queue_list])
+        return outcome
+
+    def orphaned(self) -> list[tuple[str, int]]:
+        """(job id, attempt) of processing jobs whose lease has lapsed."""
+        job_ids = [str(job_id) for job_id in self.redis.zrange(self.keys.index(JobStatus.PROCESSING), 0, -1)]
+        if not job_ids:
+            return []
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.exists(self.keys.lease(job_id))
+                pipe.hget(self.keys.job(job_id), "attempts")
+            replies = pipe.execute()
+        leases, attempts = replies[::2], replies[1::2]
+        return [
+            (job_id, int(attempt or 0))
+            for job_id, lease, attempt in zip(job_ids, leases, attempts, strict=True)
+            if not lease
+        ]
+
+    def recover(
+        self, job_id: str, attempt: int, error: JobError, message: str, queue_list: str, dead_letter_ttl: int
+    ) -> str:
+        """Requeue an orphaned attempt (or fail it, if no retries are left): 'requeued', 'failed' or why not."""
+        outcome: str = self._recover(
+            args=[
+                self.keys.prefix,
+                job_id,
+                attempt,
+                now_timestamp(),
+                f"{ATTEMPT_ERROR_PREFIX}{attempt}",
+                error.model_dump_json(),
+                message,
+                queue_list,
+                dead_letter_ttl,
+            ]
+        )
+        return outcome
+
+    def get(self, job_id: str) -> Job | None:
+        raw = self.redis.hgetall(self.keys.job(job_id))
+        return Job.from_hash(raw) if raw else None
+
+    def announce_worker(self, name: str, info: dict[str, Any], ttl_seconds: int) -> None:
+        """Refresh this worker's heartbeat key (it lapses `ttl_seconds` after the worker stops)."""
+        self.redis.set(self.keys.worker(name), json.dumps(info), ex=ttl_seconds)
+
+    def retire_worker(self, name: str) -> None:
+        self.redis.delete(self.keys.worker(name))
+
+
+class ResultNotJSON(PermanentError, TypeError):
+    """A task returned something JSON cannot hold; another attempt would return it again."""
+
 
 def to_json(value: Any) -> str:
-    """Serialise a task's return value, or raise TypeError naming what is wrong."""
+    """Serialise a task's return value, or raise ResultNotJSON naming what is wrong."""
     try:
         return json.dumps(value, allow_nan=False)  # NaN is not JSON; clients would choke on it
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"the task's return value is not JSON-serialisable: {exc}") from exc
+        raise ResultNotJSON(f"the task's return value is not JSON-serialisable: {exc}") from exc

@@ -11,23 +11,33 @@ The shared store they read and write:
     job            the Job read, created or cancelled
     jobs, missing  batch read results
     error          the QueueError that rejected a dispatch
+    offset, limit  a dead-letter page to read (DeadLetterListNode); total, jobs: what it read
+    redrive        RedriveFilter: which dead-lettered jobs to re-drive (JobRedriveNode)
+    report         RedriveReport: what was re-driven, and what was skipped and why
     workers, probe health results
 """
 
+from pocketqueue.jobs.request import DispatchRequest
+from pocketqueue.nodes.dead_letter import DeadLetterListNode
 from pocketqueue.nodes.end import EndNode
+from pocketqueue.nodes.job_redrive import JobRedriveNode, RedriveFilter, RedriveReport
 from pocketqueue.nodes.redis_connection import RedisConnectionNode
 from pocketqueue.nodes.redis_probe import RedisProbeNode
 from pocketqueue.nodes.status_monitor import TaskStatusMonitorNode
 from pocketqueue.nodes.task_cancel import TaskCancelNode
-from pocketqueue.nodes.task_dispatch import CeleryTaskDispatchNode, DispatchRequest
+from pocketqueue.nodes.task_dispatch import CeleryTaskDispatchNode
 from pocketqueue.nodes.worker_ping import WorkerPingNode
 
 __all__ = [
     "CeleryTaskDispatchNode",
+    "DeadLetterListNode",
     "DispatchRequest",
     "EndNode",
+    "JobRedriveNode",
     "RedisConnectionNode",
     "RedisProbeNode",
+    "RedriveFilter",
+    "RedriveReport",
     "TaskCancelNode",
     "TaskStatusMonitorNode",
     "WorkerPingNode",

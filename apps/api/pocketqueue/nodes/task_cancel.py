@@ -8,7 +8,7 @@ from typing import Any
 
 from pocketflow import AsyncNode
 
-from pocketqueue.jobs.models import Job, JobStatus
+from pocketqueue.jobs.models import ACTIVE_STATUSES, Job, JobStatus
 from pocketqueue.runtime import QueueRuntime
 
 log = logging.getLogger(__name__)
@@ -17,9 +17,10 @@ log = logging.getLogger(__name__)
 class TaskCancelNode(AsyncNode):  # type: ignore[misc]
     """Cancels `shared["job_id"]`; action "cancelled", "finished" (too late) or "missing".
 
-    The cancel is written to the job record first (atomically, in Lua), so it holds even
-    if no worker is online: a worker that later receives the message sees "cancelled"
-    and drops it. A running job is also stopped: its worker is told to terminate it
+    Any active job can be cancelled: scheduled, queued, retrying or processing. The
+    cancel is written to the job record first (atomically, in Lua), so it holds even if
+    no worker is online: a worker that later receives the message sees "cancelled" and
+    drops it, and a scheduled job leaves the schedule. A running job is also stopped: its worker is told to terminate it
     (Celery revoke), and its heartbeat sees the cancel within a third of a lease anyway.
     Sets `shared["job"]` to the record after the attempt.
     """
@@ -44,7 +45,7 @@ class TaskCancelNode(AsyncNode):  # type: ignore[misc]
         if job is None:
             return "missing"
         shared["job"] = job
-        if before in (JobStatus.QUEUED, JobStatus.PROCESSING):
+        if before in ACTIVE_STATUSES:
             log.info("job %s cancelled (was %s)", job.job_id, before)
             return "cancelled"
         return "finished"

@@ -1,65 +1,84 @@
-"""CeleryTaskDispatchNode: turns a dispatch request into a queued job."""
+"""CeleryTaskDispatchNode: turns a dispatch request into a queued (or scheduled) job."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from pocketflow import AsyncNode
 
-from pocketqueue.errors import QueueError
-from pocketqueue.jobs.message import build_message
+from pocketqueue.errors import IdempotencyKeyReused, JobNotFound, QueueError, UniqueJobActive
+from pocketqueue.jobs.message import message_for
 from pocketqueue.jobs.models import Job, JobStatus
 from pocketqueue.jobs.registry import lookup
+from pocketqueue.jobs.request import DispatchRequest
+from pocketqueue.jobs.store import Idempotency
 from pocketqueue.runtime import QueueRuntime
 
-
-@dataclass(frozen=True)
-class DispatchRequest:
-    """What to run: a registered task name and its arguments."""
-
-    task: str
-    args: list[Any] = field(default_factory=list)
-    kwargs: dict[str, Any] = field(default_factory=dict)
+Outcome = tuple[str, Job | QueueError]
 
 
 class CeleryTaskDispatchNode(AsyncNode):  # type: ignore[misc]
-    """Validates `shared["request"]`, writes the job and its message; "dispatched" or "rejected".
+    """Validates `shared["request"]` and writes the job; "dispatched", "duplicate" or "rejected".
 
-    Sets `shared["job"]` and `shared["job_id"]`, or `shared["error"]` (a QueueError).
-    The record, its index entry and the Celery message are written by one Lua script, so
-    a dispatch either happens whole or not at all. Not retried: a retry after a lost reply
-    could publish twice.
+    Sets `shared["job"]` and `shared["job_id"]` (for "duplicate": the job the idempotency
+    key created first), or `shared["error"]` (a QueueError). The record, its index entry
+    and the Celery message (or the schedule entry, for a delayed job), the idempotency
+    key and the unique key are written by one Lua script: a dispatch happens whole or not
+    at all, and concurrent duplicates create one job. Not retried: a retry after a lost
+    reply could publish twice (send an idempotency key to make retrying safe).
     """
 
     async def prep_async(self, shared: dict[str, Any]) -> tuple[QueueRuntime, DispatchRequest]:
         return shared["runtime"], shared["request"]
 
-    async def exec_async(self, prep_res: tuple[QueueRuntime, DispatchRequest]) -> Job | QueueError:
+    async def exec_async(self, prep_res: tuple[QueueRuntime, DispatchRequest]) -> Outcome:
         runtime, request = prep_res
+        settings = runtime.settings
         try:
-            lookup(request.task).check_arguments(request.args, request.kwargs)
+            spec = lookup(request.task)
+            spec.check_arguments(request.args, request.kwargs)
         except QueueError as rejected:
-            return rejected
+            return "rejected", rejected
+        now = datetime.now(UTC)
+        run_at = request.run_at(now)
+        max_retries = request.max_retries
+        if max_retries is None:
+            max_retries = spec.max_retries if spec.max_retries is not None else settings.queue_max_retries
         job = Job(
             job_id=str(uuid.uuid4()),
             task=request.task,
             args=request.args,
             kwargs=request.kwargs,
-            status=JobStatus.QUEUED,
-            created_at=datetime.now(UTC),
+            status=JobStatus.SCHEDULED if run_at is not None else JobStatus.QUEUED,
+            priority=request.priority,
+            max_retries=max_retries,
+            created_at=now,
+            run_at=run_at,
+            idempotency_key=request.idempotency_key,
+            unique_key=request.unique_key,
         )
-        settings = runtime.settings
-        message = build_message(runtime.celery, job.job_id, job.task, job.args, job.kwargs, settings.queue_name)
-        await runtime.store.create(job, message, settings.queue_job_ttl_seconds)
-        return job
+        message, queue_list = ("", "") if run_at is not None else message_for(runtime.celery, job, settings.queue_name)
+        idempotency = None
+        if request.idempotency_key is not None:
+            ttl = settings.queue_idempotency_ttl_seconds
+            idempotency = Idempotency(request.idempotency_key, request.fingerprint(), ttl)
+        created = await runtime.store.create(job, message, queue_list, settings.queue_job_ttl_seconds, idempotency)
+        if created.outcome == "created":
+            return "dispatched", job
+        if created.outcome == "duplicate":
+            original = await runtime.store.get(created.job_id)
+            return ("duplicate", original) if original is not None else ("rejected", JobNotFound(created.job_id))
+        if created.outcome == "conflict":
+            return "rejected", IdempotencyKeyReused(request.idempotency_key or "", created.job_id)
+        return "rejected", UniqueJobActive(request.unique_key or "", created.job_id)
 
-    async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Job | QueueError) -> str:
-        if isinstance(exec_res, QueueError):
-            shared["error"] = exec_res
+    async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Outcome) -> str:
+        action, value = exec_res
+        if isinstance(value, QueueError):
+            shared["error"] = value
             return "rejected"
-        shared["job"] = exec_res
-        shared["job_id"] = exec_res.job_id  # so a monitor or cancel node can follow on
-        return "dispatched"
+        shared["job"] = value
+        shared["job_id"] = value.job_id  # so a monitor or cancel node can follow on
+        return action

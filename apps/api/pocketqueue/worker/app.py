@@ -9,7 +9,7 @@ import redis
 from celery import Celery
 
 from pocketqueue.config import Settings
-from pocketqueue.jobs.keys import Keys
+from pocketqueue.jobs.keys import PRIORITY_SEPARATOR, PRIORITY_STEPS, Keys
 from pocketqueue.jobs.registry import import_task_modules
 from pocketqueue.jobs.worker_store import WorkerJobStore
 
@@ -26,6 +26,14 @@ class PocketQueueCelery(Celery):  # type: ignore[misc]  # celery ships no type h
     def job_store(self) -> WorkerJobStore:
         # Created on first use; redis-py resets its pool in a forked child, so prefork
         # children never share the parent's sockets.
+        client = redis.Redis.from_url(
+            self.settings.resolved_redis_url(), decode_responses=True, socket_connect_timeout=5, socket_timeout=30
+        )
+        return WorkerJobStore(client, self.keys)
+
+    @cached_property
+    def janitor_store(self) -> WorkerJobStore:
+        # The janitor's own client: it runs in a thread of the main process.
         client = redis.Redis.from_url(
             self.settings.resolved_redis_url(), decode_responses=True, socket_connect_timeout=5, socket_timeout=30
         )
@@ -50,7 +58,16 @@ def create_celery_app(settings: Settings) -> PocketQueueCelery:
         task_time_limit=settings.queue_task_time_limit,
         task_soft_time_limit=settings.queue_task_soft_time_limit,
         result_expires=settings.queue_job_ttl_seconds,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            # Look for unacknowledged messages every few seconds instead of every ~100.
+            "unacked_restore_interval": max(1, settings.visibility_timeout // 6),
+            "unacked_restore_throttle": 1,
+            # One list per priority (see jobs/keys.py), popped highest first.
+            "priority_steps": list(PRIORITY_STEPS),
+            "sep": PRIORITY_SEPARATOR,
+            "queue_order_strategy": "priority",
+        },
         result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
         broker_connection_retry_on_startup=True,
         worker_concurrency=settings.worker_concurrency,

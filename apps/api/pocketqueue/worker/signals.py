@@ -1,5 +1,9 @@
-"""Failures the worker's main process sees, outside the job's own process.
+"""Hooks in the worker's main process, outside the jobs' own processes.
 
+- The janitor starts with the worker and stops with it (see janitor.py).
+- SIGTERM is a warm shutdown: running jobs finish, no new ones start. It is bounded by
+  QUEUE_SHUTDOWN_GRACE_SECONDS: after that, a cold shutdown hands the messages of jobs
+  still running back to Redis (their attempts are recovered like a crash, not failed).
 - The hard time limit: Celery kills the job's process, so the task never writes its outcome.
 - A task this worker does not know: Celery discards the message, so the job would stay
   queued forever. (The API accepts only tasks it has imported; a worker started with a
@@ -8,12 +12,53 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import threading
 from typing import Any
 
 from billiard.exceptions import TimeLimitExceeded
-from celery.signals import task_failure, task_unknown
+from celery.signals import task_failure, task_unknown, worker_ready, worker_shutdown, worker_shutting_down
 
 from pocketqueue.jobs.models import JobError
+from pocketqueue.worker.janitor import Janitor
+
+log = logging.getLogger(__name__)
+
+_janitor: Janitor | None = None
+_worker_name = ""
+
+
+def _start_janitor(sender: Any = None, **_: Any) -> None:
+    global _janitor, _worker_name
+    app = sender.app
+    if getattr(app, "settings", None) is None:
+        return
+    _worker_name = sender.hostname
+    _janitor = Janitor(app, sender.hostname)
+    _janitor.start()
+
+
+def _stop_janitor(**_: Any) -> None:
+    if _janitor is not None:
+        _janitor.stop()
+
+
+def _bound_warm_shutdown(sig: str = "", how: str = "", **_: Any) -> None:
+    from pocketqueue.worker import get_celery_app
+
+    if how != "Warm":
+        return
+    grace = get_celery_app().settings.queue_shutdown_grace_seconds
+
+    def cold_shutdown() -> None:
+        log.warning("jobs still running after %s s (QUEUE_SHUTDOWN_GRACE_SECONDS); handing them back", grace)
+        os.kill(os.getpid(), signal.SIGQUIT)
+
+    timer = threading.Timer(grace, cold_shutdown)
+    timer.daemon = True
+    timer.start()
 
 
 def _record_hard_time_limit(sender: Any = None, task_id: str = "", exception: Any = None, **_: Any) -> None:
@@ -21,19 +66,26 @@ def _record_hard_time_limit(sender: Any = None, task_id: str = "", exception: An
 
     if not isinstance(sender, JobTask) or not isinstance(exception, TimeLimitExceeded):
         return
-    limit = sender.app.settings.queue_task_time_limit
+    settings = sender.app.settings
+    limit = settings.queue_task_time_limit
     error = JobError(type="TimeLimitExceeded", message=f"time limit exceeded ({limit} s, QUEUE_TASK_TIME_LIMIT)")
-    sender.app.job_store.fail(task_id, error, worker=getattr(sender.request, "hostname", None) or "")
+    # Only the attempt this worker is running: after a takeover, a late timeout here
+    # must not fail the attempt another worker now owns.
+    sender.app.job_store.fail(task_id, error, settings.queue_dead_letter_ttl_seconds, worker=_worker_name)
 
 
 def _record_unknown_task(sender: Any = None, name: str = "", id: str = "", **_: Any) -> None:
-    store = getattr(sender.app, "job_store", None) if sender is not None else None
-    if store is None or not id:
+    app = getattr(sender, "app", None)
+    store = getattr(app, "job_store", None)
+    if app is None or store is None or not id:
         return
     hostname = getattr(sender, "hostname", None) or "this worker"
     message = f"task {name!r} is not registered on {hostname}; check its TASK_MODULES"
-    store.fail(id, JobError(type="TaskNotRegistered", message=message))
+    store.fail(id, JobError(type="TaskNotRegistered", message=message), app.settings.queue_dead_letter_ttl_seconds)
 
 
+worker_ready.connect(_start_janitor, weak=False)
+worker_shutdown.connect(_stop_janitor, weak=False)
+worker_shutting_down.connect(_bound_warm_shutdown, weak=False)
 task_failure.connect(_record_hard_time_limit, weak=False)
 task_unknown.connect(_record_unknown_task, weak=False)

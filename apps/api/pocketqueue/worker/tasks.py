@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from celery import Task, shared_task
-from celery.exceptions import Reject
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from redis.exceptions import RedisError
 
 from pocketqueue.jobs.models import JobError, JobStatus
@@ -31,6 +33,14 @@ T = TypeVar("T")
 
 class JobCancelled(Exception):
     """Raised inside a task when its job was cancelled, or taken over by a newer attempt."""
+
+
+@dataclass(frozen=True)
+class Partial:
+    """What `job.partial()` returns: a result with some steps failed."""
+
+    result: Any
+    errors: list[Any]
 
 
 class JobContext:
@@ -62,6 +72,10 @@ class JobContext:
         self.beat(percent, step)
         if self.cancelled:
             raise JobCancelled(f"job {self.job_id} is {self._status}")
+
+    def partial(self, result: Any, errors: Sequence[Any]) -> Partial:
+        """`return job.partial(result, errors)` finishes the job as `partial`, keeping both."""
+        return Partial(result, list(errors))
 
     def beat(self, percent: int | None = None, step: str | None = None) -> None:
         self._status = self._store.heartbeat(self.job_id, self.attempt, self.worker, self._lease_ms, percent, step)
@@ -138,48 +152,104 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
         store: WorkerJobStore = self.app.job_store
         job_id: str = self.request.id
         worker: str = self.request.hostname or "unknown"
-        lease_ms = settings.queue_lease_seconds * 1000
-        claim = self._claim(store, job_id, worker, lease_ms, settings.queue_lease_seconds)
+        lease_ms = int(settings.lease_seconds * 1000)
+        claim = _with_redis_retries(lambda: store.claim(job_id, worker, lease_ms), "claim", job_id)
         if not claim.started:
+            # A duplicate or stale message: the job is running elsewhere, finished, waiting
+            # in the schedule, or orphaned (the janitor requeues it). Acknowledge and drop.
             log.info("job %s not run: %s", job_id, claim.outcome)
             return
         context = JobContext(job_id, spec.name, claim.attempt, worker, store, lease_ms)
-        _heartbeats.add(context, interval=settings.queue_lease_seconds / 3)
+        _heartbeats.add(context, interval=settings.lease_seconds / 3)
         try:
-            result_json = to_json(spec.func(context, *args, **kwargs))
+            value = spec.func(context, *args, **kwargs)
+            if isinstance(value, Partial):
+                fields = (to_json(value.result), to_json(value.errors))
+                record = lambda: store.partial(job_id, claim.attempt, *fields)  # noqa: E731
+            else:
+                result_json = to_json(value)
+                record = lambda: store.complete(job_id, claim.attempt, result_json)  # noqa: E731
         except JobCancelled:
             log.info("job %s stopped: %s", job_id, context.status)
             return
-        except Exception as exc:  # SoftTimeLimitExceeded included; SystemExit is a shutdown, not a failure
-            error = JobError(type=type(exc).__name__, message=str(exc), traceback=traceback.format_exc())
-            _with_redis_retries(lambda: store.fail(job_id, error, attempt=claim.attempt), "recording failure", job_id)
+        except Exception as exc:  # SystemExit is a shutdown, not a failure
+            if self._retry_later(spec, claim, exc):
+                return
             raise
         finally:
             _heartbeats.remove(context)
-        outcome = _with_redis_retries(lambda: store.complete(job_id, claim.attempt, result_json), "completing", job_id)
+        outcome = _with_redis_retries(record, "recording the result", job_id)
         if outcome != "ok":
             log.warning("job %s finished but its result was discarded: job is %s", job_id, outcome)
 
-    def _claim(self, store: WorkerJobStore, job_id: str, worker: str, lease_ms: int, lease_seconds: int) -> Claim:
-        def claim() -> Claim:
-            return _with_redis_retries(lambda: store.claim(job_id, worker, lease_ms), "claim", job_id)
+    def _retry_later(self, spec: TaskSpec, claim: Claim, exc: Exception) -> bool:
+        """Record the failed attempt: 'retrying' (returns True) or failed for good."""
+        settings = self.app.settings
+        store: WorkerJobStore = self.app.job_store
+        job_id: str = self.request.id
+        error = _error(exc, claim.attempt, settings.queue_task_soft_time_limit)
+        if spec.retries(exc) and not isinstance(exc, SoftTimeLimitExceeded) and claim.attempt <= claim.max_retries:
+            delays = spec.retry_delays or settings.queue_retry_delays
+            run_at = time.time() + backoff(delays, claim.attempt)
+            _with_redis_retries(lambda: store.retry(job_id, claim.attempt, error, run_at), "scheduling a retry", job_id)
+            log.warning("job %s attempt %s failed (%s); retrying at %.0f", job_id, claim.attempt, error.message, run_at)
+            return True
+        dead_ttl = settings.queue_dead_letter_ttl_seconds
+        fail = lambda: store.fail(job_id, error, dead_ttl, attempt=claim.attempt)  # noqa: E731
+        _with_redis_retries(fail, "recording failure", job_id)
+        return False
 
-        current = claim()
-        # 'running': another worker's lease is alive. Either it is running the job (this
-        # message is a duplicate) or it just died and its lease has not lapsed yet; wait
-        # out one lease to tell the two apart, then take the job over only if it lapsed.
-        deadline = time.monotonic() + lease_seconds + 1
-        while current.outcome == "running" and time.monotonic() < deadline:
-            time.sleep(0.5)
-            current = claim()
-        return current
+
+def _error(exc: BaseException, attempt: int, soft_limit: int) -> JobError:
+    message = str(exc)
+    if isinstance(exc, SoftTimeLimitExceeded):
+        message = f"soft time limit exceeded ({soft_limit} s, QUEUE_TASK_SOFT_TIME_LIMIT)"
+    trace = traceback.format_exc()
+    return JobError(type=type(exc).__name__, message=message, traceback=trace[-8000:], attempt=attempt)
 
 
-def task(name: str) -> Callable[[F], F]:
-    """Register `func(job, *args, **kwargs)` as the job task `name`."""
+MAX_BACKOFF_SECONDS = 3600.0
+
+
+def backoff(delays: Sequence[float], attempt: int) -> float:
+    """Seconds before the retry that follows failed attempt `attempt` (1-based), with ±20% jitter.
+
+    The n-th retry waits delays[n-1]; past the end of the list each wait doubles the last
+    (capped at an hour). Jitter keeps jobs that failed together from retrying together.
+    """
+    extra = max(0, attempt - len(delays))
+    base = float(delays[min(attempt, len(delays)) - 1]) * 2.0**extra
+    return min(base, MAX_BACKOFF_SECONDS) * random.uniform(0.8, 1.2)
+
+
+def task(
+    name: str,
+    *,
+    max_retries: int | None = None,
+    retry_delays: Iterable[float] | None = None,
+    retry_on: Iterable[type[BaseException]] | None = None,
+) -> Callable[[F], F]:
+    """Register `func(job, *args, **kwargs)` as the job task `name`.
+
+    max_retries:  retries after the first attempt (default QUEUE_MAX_RETRIES; a dispatch can override it)
+    retry_delays: seconds before each retry (default QUEUE_RETRY_DELAYS), with jitter
+    retry_on:     only these exception types are retried; anything else, and any
+                  PermanentError, fails the job at once
+    """
+    if max_retries is not None and not 0 <= max_retries <= 100:
+        raise ValueError("max_retries must be from 0 to 100")
+    delays = tuple(retry_delays) if retry_delays is not None else None
+    if delays is not None and (not delays or any(delay <= 0 for delay in delays)):
+        raise ValueError("retry_delays must be one or more positive numbers of seconds")
 
     def decorate(func: F) -> F:
-        spec = TaskSpec(name=name, func=func)
+        spec = TaskSpec(
+            name=name,
+            func=func,
+            max_retries=max_retries,
+            retry_delays=delays,
+            retry_on=tuple(retry_on) if retry_on is not None else (Exception,),
+        )
         register(spec)
 
         def run(self: JobTask, *args: Any, **kwargs: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Header, Path, Query, Response, status
 
 from pocketqueue import flows
 from pocketqueue.api.deps import RuntimeDep, new_shared
@@ -17,8 +17,8 @@ from pocketqueue.api.schemas import (
     JobPublic,
     TaskList,
 )
+from pocketqueue.errors import InvalidRequest
 from pocketqueue.jobs.registry import registered_names
-from pocketqueue.nodes import DispatchRequest
 
 router = APIRouter(tags=["jobs"])
 
@@ -29,11 +29,26 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/dispatch", status_code=status.HTTP_202_ACCEPTED, responses=PROBLEMS)
-async def create_job(body: JobCreate, runtime: RuntimeDep) -> JobPublic:
-    """Queue a job for a registered task; returns it with its `job_id`."""
-    shared = new_shared(runtime, request=DispatchRequest(body.task, body.args, body.kwargs))
-    await flows.run_flow(flows.shared_flow(flows.create_dispatch_flow), shared)
+DISPATCH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **PROBLEMS,
+    200: {"description": "An idempotent repeat: the job the same Idempotency-Key created first"},
+    409: {"description": "The Idempotency-Key was used with another body, or an active job holds the unique_key"},
+}
+
+
+@router.post("/dispatch", status_code=status.HTTP_202_ACCEPTED, responses=DISPATCH_RESPONSES)
+async def create_job(
+    body: JobCreate,
+    runtime: RuntimeDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)] = None,
+) -> JobPublic:
+    """Queue (or schedule) a job for a registered task; returns it with its `job_id`."""
+    if idempotency_key and body.idempotency_key and idempotency_key != body.idempotency_key:
+        raise InvalidRequest("The Idempotency-Key header and idempotency_key in the body differ; send one.")
+    shared = new_shared(runtime, request=body.to_request(idempotency_key))
+    if await flows.run_flow(flows.shared_flow(flows.create_dispatch_flow), shared) == "duplicate":
+        response.status_code = status.HTTP_200_OK
     return JobPublic.of(shared["job"])
 
 
@@ -61,7 +76,7 @@ async def wait_job(
 
 @router.delete("/cancel/{job_id}", responses={**PROBLEMS, 409: {"description": "The job already finished"}})
 async def cancel_job(job_id: JobId, runtime: RuntimeDep) -> JobPublic:
-    """Cancel a queued or running job for good; a running one is stopped."""
+    """Cancel a job that has not finished (scheduled, queued, retrying or running) for good."""
     shared = new_shared(runtime, job_id=job_id)
     await flows.run_flow(flows.shared_flow(flows.create_cancel_flow), shared)
     return JobPublic.of(shared["job"])

@@ -1,0 +1,55 @@
+"""Dead-letter routes: list failed jobs, re-drive one, re-drive many."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+
+from pocketqueue import flows
+from pocketqueue.api.deps import RuntimeDep, new_shared
+from pocketqueue.api.schemas import MAX_PAGE, DeadLetterPage, JobPublic, RedrivePublic, RedriveRequest
+from pocketqueue.nodes import RedriveFilter
+
+router = APIRouter(tags=["dead letters"])
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {503: {"description": "Redis unavailable"}}
+
+
+@router.get("/dead-letter", responses=PROBLEMS)
+async def list_dead_letters(
+    runtime: RuntimeDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> DeadLetterPage:
+    """Failed jobs, newest first, with their args, last error and every attempt's error."""
+    shared = new_shared(runtime, offset=offset, limit=limit)
+    await flows.run_flow(flows.shared_flow(flows.create_dead_letter_flow), shared)
+    jobs = [JobPublic.of(job) for job in shared["jobs"]]
+    return DeadLetterPage(total=shared["total"], offset=offset, limit=limit, jobs=jobs)
+
+
+@router.post(
+    "/retry/{job_id}",
+    responses={
+        **PROBLEMS,
+        404: {"description": "No such job"},
+        409: {"description": "The job is not failed (or another active job holds its unique_key)"},
+    },
+)
+async def retry_job(job_id: Annotated[str, Path(min_length=1, max_length=200)], runtime: RuntimeDep) -> JobPublic:
+    """Re-drive one failed job: same id, attempts and errors reset, status `queued`."""
+    shared = new_shared(runtime, job_id=job_id)
+    await flows.run_flow(flows.shared_flow(flows.create_redrive_flow), shared)
+    return JobPublic.of(shared["job"])
+
+
+@router.post("/dead-letter/retry", responses=PROBLEMS)
+async def retry_dead_letters(runtime: RuntimeDep, body: RedriveRequest | None = None) -> RedrivePublic:
+    """Re-drive every dead-lettered job, or those matching `job_ids`, `task` and `error_type`."""
+    wanted = body or RedriveRequest()
+    redrive = RedriveFilter(job_ids=wanted.job_ids, task=wanted.task, error_type=wanted.error_type)
+    shared = new_shared(runtime, redrive=redrive)
+    await flows.run_flow(flows.shared_flow(flows.create_redrive_flow), shared)
+    report = shared["report"]
+    return RedrivePublic(redriven=report.redriven, skipped=report.skipped)

@@ -1,0 +1,47 @@
+"""DispatchRequest: what a caller asks to run, and when, how urgently, how many times."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pocketqueue.jobs.models import Priority
+
+
+@dataclass(frozen=True)
+class DispatchRequest:
+    """A registered task name, its arguments, and how to run it.
+
+    priority          high | normal | low: which jobs a worker takes first
+    max_retries       overrides the task's (and QUEUE_MAX_RETRIES)
+    delay_seconds/eta run no earlier than this (status `scheduled` until then)
+    idempotency_key   the same key and request within QUEUE_IDEMPOTENCY_TTL_SECONDS give back the first job
+    unique_key        at most one active job per key
+    """
+
+    task: str
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    priority: Priority = Priority.NORMAL
+    max_retries: int | None = None
+    delay_seconds: float | None = None
+    eta: datetime | None = None
+    idempotency_key: str | None = None
+    unique_key: str | None = None
+
+    def run_at(self, now: datetime) -> datetime | None:
+        """When the job is due, if later than `now`; None to queue it at once."""
+        due = self.eta if self.eta is not None else None
+        if self.delay_seconds is not None and self.delay_seconds > 0:
+            due = now + timedelta(seconds=self.delay_seconds)
+        return due if due is not None and due > now else None
+
+    def fingerprint(self) -> str:
+        """A digest of everything but the idempotency key: the same request gives the same digest."""
+        fields = asdict(self)
+        del fields["idempotency_key"]
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,94 @@
+"""JobRedriveNode: sends failed (dead-lettered) jobs round again, under the same ids."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from pocketflow import AsyncNode
+
+from pocketqueue.errors import UniqueJobActive
+from pocketqueue.jobs.message import message_for
+from pocketqueue.jobs.models import Job, JobStatus
+from pocketqueue.runtime import QueueRuntime
+
+log = logging.getLogger(__name__)
+
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class RedriveFilter:
+    """Which dead-lettered jobs to re-drive: all of them, or those matching every field set."""
+
+    job_ids: list[str] | None = None
+    task: str | None = None
+    error_type: str | None = None
+
+    def matches(self, job: Job) -> bool:
+        if self.task is not None and job.task != self.task:
+            return False
+        return self.error_type is None or (job.error is not None and job.error.type == self.error_type)
+
+
+@dataclass
+class RedriveReport:
+    redriven: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # job id -> why (its status, 'missing', ...)
+
+
+class JobRedriveNode(AsyncNode):  # type: ignore[misc]
+    """Re-drives `shared["job_id"]`, or the jobs `shared["redrive"]` (a RedriveFilter) picks.
+
+    Each job keeps its id; attempts and errors are reset, status `queued`, and it leaves
+    the dead-letter set, all in one Lua script per job (so a job re-driven twice at once
+    is queued once). Sets `shared["report"]` (a RedriveReport) and, for one job,
+    `shared["job"]`. Actions: "redriven", and for one job "not_failed", "missing", or
+    "rejected" (`shared["error"]`: another active job holds its unique key).
+    """
+
+    async def prep_async(self, shared: dict[str, Any]) -> tuple[QueueRuntime, RedriveFilter, bool]:
+        if "job_id" in shared:
+            return shared["runtime"], RedriveFilter(job_ids=[shared["job_id"]]), True
+        return shared["runtime"], shared.get("redrive") or RedriveFilter(), False
+
+    async def exec_async(self, prep_res: tuple[QueueRuntime, RedriveFilter, bool]) -> RedriveReport:
+        runtime, wanted, _ = prep_res
+        report = RedriveReport()
+        job_ids = wanted.job_ids if wanted.job_ids is not None else await runtime.store.dead_letter_ids()
+        for start in range(0, len(job_ids), CHUNK):
+            chunk = job_ids[start : start + CHUNK]
+            for job_id, job in zip(chunk, await runtime.store.get_many(chunk), strict=True):
+                if job is None:
+                    report.skipped[job_id] = "missing"
+                elif job.status != JobStatus.FAILED:
+                    report.skipped[job_id] = job.status.value
+                elif wanted.matches(job):
+                    message, queue_list = message_for(runtime.celery, job, runtime.settings.queue_name)
+                    outcome = await runtime.store.redrive(job_id, message, queue_list)
+                    if outcome == "ok":
+                        report.redriven.append(job_id)
+                    else:
+                        report.skipped[job_id] = outcome
+        if report.redriven:
+            log.info("re-drove %d failed job(s)", len(report.redriven))
+        return report
+
+    async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: RedriveReport) -> str:
+        shared["report"] = exec_res
+        _, _, single = prep_res
+        if not single:
+            return "redriven"
+        job_id = shared["job_id"]
+        why = exec_res.skipped.get(job_id)
+        if why == "missing":
+            return "missing"
+        job = await shared["runtime"].store.get(job_id)
+        if job is None:
+            return "missing"
+        shared["job"] = job
+        if why is not None and why.startswith("unique:"):
+            shared["error"] = UniqueJobActive(job.unique_key or "", why.removeprefix("unique:"))
+            return "rejected"
+        return "not_failed" if why is not None else "redriven"
