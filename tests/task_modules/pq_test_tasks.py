@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from pocketqueue import JobContext, task
+from pocketqueue import JobContext, PermanentError, task
 
 
 def _redis() -> redis.Redis:
@@ -52,3 +52,59 @@ def stubborn(job: JobContext, seconds: float) -> str:
         with contextlib.suppress(SoftTimeLimitExceeded):
             time.sleep(0.05)
     return "finished anyway"
+
+
+@task(name="tests.runs")
+def runs(job: JobContext, key: str, sleep: float = 0, result: Any = None) -> Any:
+    """Records every run (job id and attempt) in the Redis list `key`, then sleeps: a double run shows."""
+    client = _redis()
+    client.rpush(key, f"{job.job_id}:{job.attempt}")
+    client.expire(key, 600)
+    deadline = time.monotonic() + sleep
+    while time.monotonic() < deadline:
+        time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        if job.cancelled:
+            break
+    return result
+
+
+@task(name="tests.flaky", retry_delays=[0.2])
+def flaky(job: JobContext, fail_times: int, error: str = "RuntimeError") -> int:
+    """Fails its first `fail_times` attempts with the named built-in error, then returns the attempt."""
+    if job.attempt <= fail_times:
+        raise {"RuntimeError": RuntimeError, "ValueError": ValueError, "KeyError": KeyError}[error](
+            f"attempt {job.attempt} failed on purpose"
+        )
+    return job.attempt
+
+
+@task(name="tests.picky", max_retries=3, retry_delays=[0.2], retry_on=[ConnectionError])
+def picky(job: JobContext, error: str) -> None:
+    """Retries only ConnectionError; anything else fails at once."""
+    if error == "connection":
+        raise ConnectionError("network blip")
+    raise ValueError("bad input")
+
+
+@task(name="tests.permanent", max_retries=5)
+def permanent(job: JobContext) -> None:
+    raise PermanentError("this can never work")
+
+
+@task(name="tests.partial")
+def partial(job: JobContext, items: list[int]) -> Any:
+    """Processes each item; odd ones fail. Finishes `partial` if any failed."""
+    done = [item for item in items if item % 2 == 0]
+    errors = [f"item {item} is odd" for item in items if item % 2]
+    return job.partial({"done": done}, errors) if errors else {"done": done}
+
+
+@task(name="tests.fail_once")
+def fail_once(job: JobContext, key: str) -> int:
+    """Fails the first time it runs for `key` (a Redis counter), succeeds after: re-drive material."""
+    client = _redis()
+    runs = int(client.incr(key))
+    client.expire(key, 600)
+    if runs == 1:
+        raise RuntimeError("first run fails on purpose")
+    return runs

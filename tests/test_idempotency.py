@@ -1,0 +1,118 @@
+"""Idempotency keys and unique keys: a repeat returns the first job; races create one job."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from conftest import make_settings, wait_until
+from pocketqueue.api.app import create_app
+from pocketqueue.config import Settings
+from test_api import assert_problem, dispatch
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def new_key() -> str:
+    return uuid.uuid4().hex
+
+
+async def post(client: httpx.AsyncClient, body: dict[str, Any], key: str | None = None) -> httpx.Response:
+    headers = {"Idempotency-Key": key} if key else {}
+    return await client.post("/api/queue/dispatch", json=body, headers=headers)
+
+
+async def test_a_repeat_with_the_same_key_and_body_returns_the_original_job(client: httpx.AsyncClient) -> None:
+    key = new_key()
+    body = {"task": "tests.add", "args": [1, 2]}
+    first = await post(client, body, key)
+    again = await post(client, body, key)
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json()["job_id"] == first.json()["job_id"]
+    assert again.json()["idempotency_key"] == key
+    in_body = await post(client, {**body, "idempotency_key": key})  # the body field is the same key
+    assert (in_body.status_code, in_body.json()["job_id"]) == (200, first.json()["job_id"])
+
+
+async def test_the_same_key_with_a_different_body_is_a_conflict(client: httpx.AsyncClient) -> None:
+    key = new_key()
+    first = await post(client, {"task": "tests.add", "args": [1, 2]}, key)
+    clash = await post(client, {"task": "tests.add", "args": [1, 3]}, key)
+    problem = assert_problem(clash, 409, "idempotency-key-reused")
+    assert problem["job_id"] == first.json()["job_id"]
+    differ = await post(client, {"task": "tests.add", "args": [1, 2], "idempotency_key": "other"}, key)
+    assert_problem(differ, 422, "invalid-request")
+
+
+async def test_fifty_concurrent_dispatches_with_one_key_create_one_job_that_runs_once(
+    client: httpx.AsyncClient, sync_redis: redis.Redis
+) -> None:
+    key, runs = new_key(), f"runs-{new_key()}"
+    body = {"task": "tests.runs", "args": [runs], "kwargs": {"sleep": 0.2}}
+    responses = await asyncio.gather(*(post(client, body, key) for _ in range(50)))
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200] * 49 + [202]
+    job_ids = {r.json()["job_id"] for r in responses}
+    assert len(job_ids) == 1
+    (job_id,) = job_ids
+    done = await client.get(f"/api/queue/wait/{job_id}", params={"timeout": 20})
+    assert done.json()["status"] == "completed"
+    assert sync_redis.lrange(runs, 0, -1) == [f"{job_id}:1"]
+
+
+async def test_a_unique_key_allows_one_active_job_and_names_it_in_the_conflict(client: httpx.AsyncClient) -> None:
+    unique = new_key()
+    first = await dispatch(client, "pocketqueue.debug", kwargs={"sleep": 1}, unique_key=unique)
+    clash = await post(client, {"task": "tests.add", "args": [1, 2], "unique_key": unique})
+    problem = assert_problem(clash, 409, "unique-job-active")
+    assert problem["job_id"] == first["job_id"]
+    assert first["job_id"] in problem["detail"]
+
+    done = await client.get(f"/api/queue/wait/{first['job_id']}", params={"timeout": 20})
+    assert done.json()["status"] == "completed"
+    second = await dispatch(client, "tests.add", args=[1, 2], unique_key=unique)  # free once finished
+    cancelled = await dispatch(client, "pocketqueue.debug", kwargs={"sleep": 5}, unique_key=new_key())
+    await client.delete(f"/api/queue/cancel/{cancelled['job_id']}")
+    assert (
+        await post(client, {"task": "tests.add", "unique_key": cancelled["unique_key"], "args": [0, 0]})
+    ).status_code == 202
+    assert second["job_id"] != first["job_id"]
+
+
+async def test_concurrent_dispatches_with_one_unique_key_create_one_job(client: httpx.AsyncClient) -> None:
+    body = {"task": "pocketqueue.debug", "kwargs": {"sleep": 0.5}, "unique_key": new_key()}
+    responses = await asyncio.gather(*(post(client, body) for _ in range(50)))
+    created = [r for r in responses if r.status_code == 202]
+    assert len(created) == 1
+    assert {r.status_code for r in responses} == {202, 409}
+    assert {r.json()["job_id"] for r in responses} == {created[0].json()["job_id"]}
+
+
+@pytest.fixture
+async def short_memory(redis_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
+    """The API on a private queue whose idempotency keys last 1 s (no worker: nothing runs)."""
+    settings = make_settings(redis_url, new_key()[:8], queue_idempotency_ttl_seconds=1)
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://pq") as c:
+        yield c, settings
+
+
+async def test_an_idempotency_key_expires_after_its_ttl(
+    short_memory: tuple[httpx.AsyncClient, Settings], sync_redis: redis.Redis
+) -> None:
+    client, settings = short_memory
+    key = new_key()
+    first = await post(client, {"task": "tests.add", "args": [1, 2]}, key)
+    stored = f"{settings.queue_key_prefix}:idempotency:{key}"
+    assert 0 < sync_redis.ttl(stored) <= 1
+    wait_until(lambda: not sync_redis.exists(stored), timeout=5)
+    later = await post(client, {"task": "tests.add", "args": [1, 2]}, key)
+    assert later.status_code == 202
+    assert later.json()["job_id"] != first.json()["job_id"]

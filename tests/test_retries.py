@@ -1,0 +1,182 @@
+"""Retries, non-retryable errors, partial results and the dead-letter set, through the HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from conftest import WorkerProcess, make_settings
+from pocketqueue.api.app import create_app
+from pocketqueue.config import Settings
+from test_api import assert_problem, dispatch
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+async def finished(client: httpx.AsyncClient, job_id: str, timeout: float = 20) -> dict[str, Any]:
+    response = await client.get(f"/api/queue/wait/{job_id}", params={"timeout": timeout})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_a_flaky_task_is_retried_until_it_succeeds_and_every_attempt_error_is_kept(
+    client: httpx.AsyncClient,
+) -> None:
+    job = await dispatch(client, "tests.flaky", args=[2], max_retries=3)
+    assert job["max_retries"] == 3
+    done = await finished(client, job["job_id"])
+    assert done["status"] == "completed"
+    assert done["result"] == 3  # the third attempt's number
+    assert done["attempts"] == 3
+    assert [(e["attempt"], e["type"]) for e in done["attempt_errors"]] == [(1, "RuntimeError"), (2, "RuntimeError")]
+    assert "attempt 2 failed on purpose" in done["attempt_errors"][1]["message"]
+    assert done["attempt_errors"][0]["traceback"].startswith("Traceback")
+
+
+async def test_retries_run_out_and_the_job_fails_into_the_dead_letter_set(client: httpx.AsyncClient) -> None:
+    job = await dispatch(client, "tests.flaky", args=[5], max_retries=1)  # the dispatch overrides the default
+    done = await finished(client, job["job_id"])
+    assert (done["status"], done["attempts"]) == ("failed", 2)
+    assert done["error"]["type"] == "RuntimeError"
+    assert done["error"]["attempt"] == 2
+    assert len(done["attempt_errors"]) == 2
+    page = (await client.get("/api/queue/dead-letter", params={"limit": 500})).json()
+    listed = {j["job_id"]: j for j in page["jobs"]}
+    assert job["job_id"] in listed
+    assert listed[job["job_id"]]["args"] == [5]
+    assert listed[job["job_id"]]["error"]["traceback"]
+
+
+async def test_retry_on_limits_which_errors_are_retried(client: httpx.AsyncClient) -> None:
+    retried = await dispatch(client, "tests.picky", args=["connection"])
+    refused = await dispatch(client, "tests.picky", args=["value"])
+    assert retried["max_retries"] == 3  # the task's own setting, not QUEUE_MAX_RETRIES (0 here)
+    assert (await finished(client, retried["job_id"]))["attempts"] == 4
+    done = await finished(client, refused["job_id"])
+    assert (done["status"], done["attempts"], done["error"]["type"]) == ("failed", 1, "ValueError")
+
+
+async def test_a_permanent_error_fails_at_once_despite_retries_left(client: httpx.AsyncClient) -> None:
+    job = await dispatch(client, "tests.permanent")
+    done = await finished(client, job["job_id"])
+    assert (done["status"], done["attempts"], done["max_retries"]) == ("failed", 1, 5)
+    assert done["error"]["type"] == "PermanentError"
+
+
+async def test_a_partial_result_keeps_both_the_result_and_the_errors(client: httpx.AsyncClient) -> None:
+    job = await dispatch(client, "tests.partial", args=[[1, 2, 3, 4]])
+    done = await finished(client, job["job_id"])
+    assert done["status"] == "partial"
+    assert done["result"] == {"done": [2, 4]}
+    assert done["partial_errors"] == ["item 1 is odd", "item 3 is odd"]
+    page = (await client.get("/api/queue/dead-letter", params={"limit": 500})).json()
+    assert job["job_id"] not in {j["job_id"] for j in page["jobs"]}  # partial is finished, not dead
+
+
+async def test_a_dead_lettered_job_is_re_driven_under_the_same_id_and_completes(client: httpx.AsyncClient) -> None:
+    key = f"fail-once-{uuid.uuid4().hex}"
+    job = await dispatch(client, "tests.fail_once", args=[key])
+    assert (await finished(client, job["job_id"]))["status"] == "failed"
+
+    response = await client.post(f"/api/queue/retry/{job['job_id']}")
+    assert response.status_code == 200, response.text
+    redriven = response.json()
+    assert redriven["job_id"] == job["job_id"]
+    assert redriven["status"] in ("queued", "processing", "completed")  # a worker may already have it
+    assert redriven["attempt_errors"] == [] or redriven["status"] != "queued"
+    done = await finished(client, job["job_id"])
+    assert (done["status"], done["result"], done["attempts"]) == ("completed", 2, 1)
+    assert done["attempt_errors"] == []  # a re-drive starts the count afresh
+    page = (await client.get("/api/queue/dead-letter", params={"limit": 500})).json()
+    assert job["job_id"] not in {j["job_id"] for j in page["jobs"]}
+
+    assert_problem(await client.post(f"/api/queue/retry/{job['job_id']}"), 409, "job-not-failed")
+    assert_problem(await client.post("/api/queue/retry/no-such-job"), 404, "job-not-found")
+
+
+async def test_bulk_re_drive_takes_only_the_jobs_its_filter_names(client: httpx.AsyncClient) -> None:
+    keys = [f"fail-once-{uuid.uuid4().hex}" for _ in range(3)]
+    picked = [await dispatch(client, "tests.fail_once", args=[key]) for key in keys]
+    other = await dispatch(client, "tests.flaky", args=[9])
+    for job in [*picked, other]:
+        assert (await finished(client, job["job_id"]))["status"] == "failed"
+
+    response = await client.post("/api/queue/dead-letter/retry", json={"task": "tests.fail_once"})
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert {j["job_id"] for j in picked} <= set(report["redriven"])
+    assert other["job_id"] not in report["redriven"]
+    for job in picked:
+        assert (await finished(client, job["job_id"]))["status"] == "completed"
+    assert (await client.get(f"/api/queue/status/{other['job_id']}")).json()["status"] == "failed"
+
+    by_id = await client.post("/api/queue/dead-letter/retry", json={"job_ids": [picked[0]["job_id"], "nope"]})
+    assert by_id.json() == {"redriven": [], "skipped": {picked[0]["job_id"]: "completed", "nope": "missing"}}
+    bad = await client.post("/api/queue/dead-letter/retry", json={"job_ids": []})
+    assert_problem(bad, 422, "invalid-request")
+
+
+async def test_the_dead_letter_list_pages_newest_first(client: httpx.AsyncClient) -> None:
+    jobs = [await dispatch(client, "tests.permanent") for _ in range(3)]
+    for job in jobs:
+        await finished(client, job["job_id"])
+    first = (await client.get("/api/queue/dead-letter", params={"limit": 2})).json()
+    second = (await client.get("/api/queue/dead-letter", params={"offset": 2, "limit": 2})).json()
+    assert first["total"] >= 3
+    assert (first["offset"], first["limit"]) == (0, 2)
+    assert len(first["jobs"]) == 2
+    ids = [j["job_id"] for j in first["jobs"] + second["jobs"]]
+    assert ids[:3] == [j["job_id"] for j in reversed(jobs)]  # finished last, listed first
+    assert_problem(await client.get("/api/queue/dead-letter", params={"limit": 0}), 422, "invalid-request")
+
+
+@pytest.fixture
+async def slow_retry_client(
+    redis_url: str, start_worker: Callable[[Settings], WorkerProcess]
+) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
+    """The API and a worker on a private queue whose retries wait 3 s (long enough to watch)."""
+    settings = make_settings(redis_url, uuid.uuid4().hex[:8], queue_retry_delays=[3.0])
+    start_worker(settings)
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://pq") as c:
+        yield c, settings
+
+
+async def test_between_attempts_the_job_is_retrying_in_the_schedule_with_a_jittered_backoff(
+    slow_retry_client: tuple[httpx.AsyncClient, Settings], sync_redis: redis.Redis
+) -> None:
+    client, settings = slow_retry_client
+    job = await dispatch(client, "tests.fail", args=["boom"], max_retries=1)
+    deadline = time.monotonic() + 15
+    while (state := (await client.get(f"/api/queue/status/{job['job_id']}")).json())["status"] != "retrying":
+        assert time.monotonic() < deadline, state
+        await asyncio.sleep(0.05)
+    failed_at = time.time()
+    assert state["attempts"] == 1
+    assert state["error"]["message"] == "boom"
+    run_at = state["run_at"]
+    assert run_at is not None
+    due = sync_redis.zscore(f"{settings.queue_key_prefix}:schedule", job["job_id"])
+    assert due is not None
+    assert 3 * 0.8 - 0.5 <= due - failed_at <= 3 * 1.2 + 0.1  # QUEUE_RETRY_DELAYS[0], +-20% jitter
+
+    # Cancelling a retrying job takes it out of the schedule for good.
+    other = await dispatch(client, "tests.fail", args=["boom"], max_retries=1)
+    while (await client.get(f"/api/queue/status/{other['job_id']}")).json()["status"] != "retrying":
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    assert (await client.delete(f"/api/queue/cancel/{other['job_id']}")).json()["status"] == "cancelled"
+    assert sync_redis.zscore(f"{settings.queue_key_prefix}:schedule", other["job_id"]) is None
+
+    done = await finished(client, job["job_id"])
+    assert (done["status"], done["attempts"]) == ("failed", 2)
+    assert (await client.get(f"/api/queue/status/{other['job_id']}")).json()["status"] == "cancelled"
