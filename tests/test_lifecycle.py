@@ -138,8 +138,9 @@ async def test_time_limits_fail_the_job_with_a_clear_error(
     settings = private_settings(redis_url, queue_task_time_limit=3, queue_task_soft_time_limit=1)
     start_worker(settings)
     async with open_runtime(settings) as runtime:
-        soft = await dispatch(runtime, "pocketqueue.debug", sleep=20)
-        hard = await dispatch(runtime, "tests.stubborn", 20)
+        # Retries left, yet neither is retried: the next attempt would hit the limit too.
+        soft = await submit(runtime, DispatchRequest("pocketqueue.debug", kwargs={"sleep": 20}, max_retries=2))
+        hard = await submit(runtime, DispatchRequest("tests.stubborn", [20], max_retries=2))
         started = time.monotonic()
         soft_done = await runtime.watcher.wait_for(runtime.store, soft.job_id, 20)
         hard_done = await runtime.watcher.wait_for(runtime.store, hard.job_id, 20)
@@ -152,6 +153,10 @@ async def test_time_limits_fail_the_job_with_a_clear_error(
     assert hard_done.status == JobStatus.FAILED
     assert hard_done.error is not None
     assert "time limit exceeded" in hard_done.error.message
+    assert (soft_done.attempts, hard_done.attempts) == (1, 1)
+    assert [e.type for e in hard_done.attempt_errors] == ["TimeLimitExceeded"]
+    dead = sync_redis.zrange(f"{settings.queue_key_prefix}:index:failed", 0, -1)
+    assert {soft.job_id, hard.job_id} <= set(dead)
 
 
 async def test_a_job_for_a_task_the_worker_does_not_have_fails_instead_of_hanging(
