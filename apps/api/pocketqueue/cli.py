@@ -1,4 +1,7 @@
-"""`python -m pocketqueue up|api|worker|redis`: run the whole system, or one part of it."""
+"""`python -m pocketqueue up|api|worker|redis`: run the whole system, or one part of it.
+
+`python -m pocketqueue retry-failed|clear`: tend its jobs (pocketqueue.admin).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +12,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
+from pocketqueue import admin
 from pocketqueue.config import Settings, get_settings
 from pocketqueue.embedded import LocalRedis, answers
 from pocketqueue.errors import QueueError
@@ -87,13 +92,16 @@ def run_up(settings: Settings) -> int:
         return 0 if all(child.poll() is None for child in children) else 1
     finally:
         for child in reversed(children):  # API first, then the worker (it finishes running jobs)
-            _stop(child)
+            _stop(child, grace=settings.queue_shutdown_grace_seconds + 10)
         if server is not None:
             server.stop()
 
 
 def _stop(child: subprocess.Popen[bytes], grace: float = 30.0) -> None:
     """SIGTERM (a worker's warm shutdown: finish running jobs), then SIGQUIT, then SIGKILL.
+
+    The worker bounds its own warm shutdown (QUEUE_SHUTDOWN_GRACE_SECONDS); `grace` is a
+    little longer, so the SIGQUIT here is only a backstop.
 
     SIGQUIT is Celery's cold shutdown, which hands unacknowledged messages back to Redis;
     a SIGKILL would leave them for the broker's visibility timeout (over an hour).
@@ -122,15 +130,39 @@ def _wait_for_stop_signal(still_running: Callable[[], bool]) -> None:
         time.sleep(0.2)
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """Usage errors look like every other error: `pocketqueue: error: ...`, exit 2."""
+        self.print_usage(sys.stderr)
+        self.exit(2, f"pocketqueue: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m pocketqueue", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    commands.add_parser("up", help="Redis (unless REDIS_URL is set), a worker and the API, together")
+    commands.add_parser("api", help="the HTTP API")
+    commands.add_parser("worker", help="a Celery worker")
+    commands.add_parser("redis", help="a local Redis under DATA_DIR")
+    admin.add_commands(commands)
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pocketqueue", description=__doc__)
-    parser.add_argument("command", choices=["up", "api", "worker", "redis"], help="what to run")
-    command = parser.parse_args(argv).command
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0), or a usage error already printed (2)
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         settings = get_settings()
-        if command == "up":
+        if args.command == "up":
             return run_up(settings)
-        {"api": run_api, "worker": run_worker, "redis": run_redis}[command](settings)
+        if hasattr(args, "handler"):  # retry-failed, clear
+            code: int = args.handler(settings, args)
+            return code
+        {"api": run_api, "worker": run_worker, "redis": run_redis}[args.command](settings)
         return 0
     except QueueError as exc:
         print(f"pocketqueue: error: {exc.detail}", file=sys.stderr)

@@ -95,8 +95,14 @@ class JobStore:
             pipe.zcard(self.keys.dead_letter)
             pipe.zrevrange(self.keys.dead_letter, offset, offset + limit - 1)
             total, job_ids = await pipe.execute()
-        jobs = [job for job in await self.get_many(job_ids) if job is not None]
-        return int(total), jobs
+        found = await self.get_many(job_ids)
+        await self.forget_dead([job_id for job_id, job in zip(job_ids, found, strict=True) if job is None])
+        return int(total), [job for job in found if job is not None]
+
+    async def forget_dead(self, job_ids: Sequence[str]) -> None:
+        """Drop dead-letter entries whose records have expired (trimming catches them later anyway)."""
+        if job_ids:
+            await self.redis.zrem(self.keys.dead_letter, *job_ids)
 
     async def dead_letter_ids(self, batch: int = 1000) -> list[str]:
         """Every job id in the dead-letter set, oldest first."""

@@ -56,7 +56,8 @@ class JobRedriveNode(AsyncNode):  # type: ignore[misc]
     async def exec_async(self, prep_res: tuple[QueueRuntime, RedriveFilter, bool]) -> RedriveReport:
         runtime, wanted, _ = prep_res
         report = RedriveReport()
-        job_ids = wanted.job_ids if wanted.job_ids is not None else await runtime.store.dead_letter_ids()
+        named = wanted.job_ids is not None
+        job_ids = list(dict.fromkeys(wanted.job_ids or [])) if named else await runtime.store.dead_letter_ids()
         for start in range(0, len(job_ids), CHUNK):
             chunk = job_ids[start : start + CHUNK]
             for job_id, job in zip(chunk, await runtime.store.get_many(chunk), strict=True):
@@ -64,13 +65,19 @@ class JobRedriveNode(AsyncNode):  # type: ignore[misc]
                     report.skipped[job_id] = "missing"
                 elif job.status != JobStatus.FAILED:
                     report.skipped[job_id] = job.status.value
-                elif wanted.matches(job):
+                elif not wanted.matches(job):
+                    if named:  # an id the caller named is always accounted for
+                        report.skipped[job_id] = "filtered out"
+                else:
                     message, queue_list = message_for(runtime.celery, job, runtime.settings.queue_name)
                     outcome = await runtime.store.redrive(job_id, message, queue_list)
                     if outcome == "ok":
                         report.redriven.append(job_id)
                     else:
                         report.skipped[job_id] = outcome
+        if not named:  # entries whose records expired before the index was trimmed
+            await runtime.store.forget_dead([job_id for job_id, why in report.skipped.items() if why == "missing"])
+            report.skipped = {job_id: why for job_id, why in report.skipped.items() if why != "missing"}
         if report.redriven:
             log.info("re-drove %d failed job(s)", len(report.redriven))
         return report
