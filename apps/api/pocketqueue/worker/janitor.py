@@ -73,17 +73,23 @@ class Janitor:
             self.recover_orphans()
             self._next_sweep = now + settings.janitor_interval
 
-    def publish_due(self, now: float) -> int:
+    def publish_due(self, now: float, batch: int = 200, most: int = 5000) -> int:
+        """Publish due jobs, a batch at a time, at most `most` per tick (the rest go next tick)."""
         store = self.app.janitor_store
-        published = 0
-        for job_id in store.due(now):
-            job = store.get(job_id)
-            if job is None:
-                store.promote(job_id, "", "")  # drops the stale schedule entry
-                continue
-            message, queue_list = message_for(self.app, job, self.app.settings.queue_name)
-            if store.promote(job_id, message, queue_list) == "ok":
-                published += 1
+        published = seen = 0
+        while seen < most:
+            due = store.due(now, limit=batch)
+            for job_id in due:
+                job = store.get(job_id)
+                if job is None:
+                    store.promote(job_id, "", "")  # drops the stale schedule entry
+                    continue
+                message, queue_list = message_for(self.app, job, self.app.settings.queue_name)
+                if store.promote(job_id, message, queue_list) == "ok":
+                    published += 1
+            seen += len(due)
+            if len(due) < batch:
+                break
         return published
 
     def recover_orphans(self) -> int:
