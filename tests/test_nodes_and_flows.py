@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,7 +13,7 @@ from pocketflow import AsyncFlow, AsyncNode
 from conftest import make_settings
 from pocketqueue import flows
 from pocketqueue.config import Settings
-from pocketqueue.errors import InvalidArguments, JobNotFound, RedisUnavailable, TaskNotRegistered
+from pocketqueue.errors import InvalidArguments, InvalidRequest, JobNotFound, RedisUnavailable, TaskNotRegistered
 from pocketqueue.jobs.models import JobStatus
 from pocketqueue.nodes import (
     CeleryTaskDispatchNode,
@@ -52,6 +54,33 @@ async def test_dispatch_node_rejects_unknown_tasks_and_bad_arguments(runtime: Qu
     assert await CeleryTaskDispatchNode().run_async(shared) == "rejected"
     assert isinstance(shared["error"], InvalidArguments)
     assert "job" not in shared
+
+
+@pytest.mark.parametrize(
+    ("options", "complaint"),
+    [
+        ({"eta": datetime(2030, 1, 1)}, "timezone-aware"),  # naive on purpose
+        ({"eta": datetime(2030, 1, 1, tzinfo=UTC), "delay_seconds": 5}, "not both"),
+        ({"delay_seconds": -1}, "negative"),
+        ({"max_retries": 101}, "max_retries"),
+    ],
+)
+async def test_dispatch_node_rejects_options_that_cannot_work(
+    runtime: QueueRuntime, options: dict[str, Any], complaint: str
+) -> None:
+    shared: dict[str, Any] = {"runtime": runtime, "request": DispatchRequest("tests.add", [1, 2], **options)}
+    assert await CeleryTaskDispatchNode().run_async(shared) == "rejected"
+    assert isinstance(shared["error"], InvalidRequest)
+    assert complaint in shared["error"].detail
+
+
+async def test_a_repeated_idempotency_key_makes_the_dispatch_node_say_duplicate(runtime: QueueRuntime) -> None:
+    request = DispatchRequest("tests.add", [1, 2], idempotency_key=uuid.uuid4().hex)
+    first: dict[str, Any] = {"runtime": runtime, "request": request}
+    again: dict[str, Any] = {"runtime": runtime, "request": request}
+    assert await CeleryTaskDispatchNode().run_async(first) == "dispatched"
+    assert await CeleryTaskDispatchNode().run_async(again) == "duplicate"
+    assert again["job"].job_id == first["job"].job_id
 
 
 async def test_dispatch_then_monitor_nodes_run_a_job_to_completion(runtime: QueueRuntime) -> None:

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from pocketqueue.errors import InvalidRequest
 from pocketqueue.jobs.models import Priority
 
 
@@ -31,6 +32,17 @@ class DispatchRequest:
     eta: datetime | None = None
     idempotency_key: str | None = None
     unique_key: str | None = None
+
+    def check(self) -> None:
+        """Raise InvalidRequest for options that cannot go together (HTTP's schema checks the same)."""
+        if self.eta is not None and self.eta.tzinfo is None:
+            raise InvalidRequest("eta must be timezone-aware (an ISO 8601 time with an offset, e.g. Z or +02:00)")
+        if self.eta is not None and self.delay_seconds is not None:
+            raise InvalidRequest("give delay_seconds or eta, not both")
+        if self.delay_seconds is not None and self.delay_seconds < 0:
+            raise InvalidRequest("delay_seconds must not be negative")
+        if self.max_retries is not None and not 0 <= self.max_retries <= 100:
+            raise InvalidRequest("max_retries must be from 0 to 100")
 
     def run_at(self, now: datetime) -> datetime | None:
         """When the job is due, if later than `now`; None to queue it at once."""

@@ -37,6 +37,7 @@ class CeleryTaskDispatchNode(AsyncNode):  # type: ignore[misc]
         runtime, request = prep_res
         settings = runtime.settings
         try:
+            request.check()
             spec = lookup(request.task)
             spec.check_arguments(request.args, request.kwargs)
         except QueueError as rejected:
