@@ -8,118 +8,27 @@ function with a `JobContext`, keeps the job's lease alive, and records the outco
 from __future__ import annotations
 
 import logging
-import os
 import random
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from celery import Task, shared_task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 from redis.exceptions import RedisError
 
-from pocketqueue.jobs.models import JobError, JobStatus
+from pocketqueue.jobs.models import JobError
 from pocketqueue.jobs.registry import TaskSpec, register
 from pocketqueue.jobs.worker_store import Claim, WorkerJobStore, to_json
+from pocketqueue.worker.context import JobCancelled, JobContext, Partial, heartbeats
+
+__all__ = ["JobCancelled", "JobContext", "JobTask", "Partial", "backoff", "task"]
 
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
-
-
-class JobCancelled(Exception):
-    """Raised inside a task when its job was cancelled, or taken over by a newer attempt."""
-
-
-@dataclass(frozen=True)
-class Partial:
-    """What `job.partial()` returns: a result with some steps failed."""
-
-    result: Any
-    errors: list[Any]
-
-
-class JobContext:
-    """What a task receives as its first argument: its job id, progress, cancel state."""
-
-    def __init__(self, job_id: str, task: str, attempt: int, worker: str, store: WorkerJobStore, lease_ms: int) -> None:
-        self.job_id = job_id
-        self.task = task
-        self.attempt = attempt
-        self.worker = worker
-        self._store = store
-        self._lease_ms = lease_ms
-        self._status = JobStatus.PROCESSING.value
-
-    @property
-    def status(self) -> str:
-        """The job's status as last seen by this attempt ('superseded' once taken over)."""
-        return self._status
-
-    @property
-    def cancelled(self) -> bool:
-        """True once the job is no longer this attempt's to run: check it between steps."""
-        return self._status != JobStatus.PROCESSING.value
-
-    def progress(self, percent: int, step: str | None = None) -> None:
-        """Record progress (0-100) and an optional step name; raises JobCancelled if cancelled."""
-        if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
-            raise ValueError(f"progress must be an int from 0 to 100, got {percent!r}")
-        self.beat(percent, step)
-        if self.cancelled:
-            raise JobCancelled(f"job {self.job_id} is {self._status}")
-
-    def partial(self, result: Any, errors: Sequence[Any]) -> Partial:
-        """`return job.partial(result, errors)` finishes the job as `partial`, keeping both."""
-        return Partial(result, list(errors))
-
-    def beat(self, percent: int | None = None, step: str | None = None) -> None:
-        self._status = self._store.heartbeat(self.job_id, self.attempt, self.worker, self._lease_ms, percent, step)
-
-
-class _Heartbeats:
-    """One thread per worker process renews the leases of the jobs that process runs.
-
-    A thread started per job would cost two context switches on every job; this one is
-    started on the first job of each (forked) process and lives as long as it does.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._running: dict[int, JobContext] = {}
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-
-    def add(self, context: JobContext, interval: float) -> None:
-        with self._lock:
-            self._running[id(context)] = context
-            if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
-                self._pid = os.getpid()  # a forked child inherits no threads: start its own
-                self._thread = threading.Thread(target=self._beat_forever, args=(interval,), daemon=True)
-                self._thread.name = "pocketqueue-heartbeats"
-                self._thread.start()
-
-    def remove(self, context: JobContext) -> None:
-        with self._lock:
-            self._running.pop(id(context), None)
-
-    def _beat_forever(self, interval: float) -> None:
-        while True:
-            time.sleep(interval)
-            with self._lock:
-                contexts = list(self._running.values())
-            for context in contexts:
-                try:
-                    context.beat()
-                except Exception:  # a missed beat only shortens the lease; the next one renews it
-                    log.warning("heartbeat for job %s failed", context.job_id, exc_info=True)
-
-
-_heartbeats = _Heartbeats()
 
 
 # How long a worker rides out a Redis outage around a claim or an outcome (7.5 s in all).
@@ -160,7 +69,7 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
             log.info("job %s not run: %s", job_id, claim.outcome)
             return
         context = JobContext(job_id, spec.name, claim.attempt, worker, store, lease_ms)
-        _heartbeats.add(context, interval=settings.lease_seconds / 3)
+        heartbeats.add(context, interval=settings.lease_seconds / 3)
         try:
             value = spec.func(context, *args, **kwargs)
             if isinstance(value, Partial):
@@ -177,7 +86,7 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
                 return
             raise
         finally:
-            _heartbeats.remove(context)
+            heartbeats.remove(context)
         outcome = _with_redis_retries(record, "recording the result", job_id)
         if outcome != "ok":
             log.warning("job %s finished but its result was discarded: job is %s", job_id, outcome)
