@@ -2,8 +2,8 @@
 
 - The janitor starts with the worker and stops with it (see janitor.py).
 - SIGTERM is a warm shutdown: running jobs finish, no new ones start. It is bounded by
-  QUEUE_SHUTDOWN_GRACE_SECONDS: after that, a cold shutdown hands the messages of jobs
-  still running back to Redis (their attempts are recovered like a crash, not failed).
+  QUEUE_SHUTDOWN_GRACE_SECONDS: after that, the pool's processes are stopped and the jobs
+  they were running are recovered like a crash (run again elsewhere, not failed).
 - The hard time limit: Celery kills the job's process, so the task never writes its outcome.
 - A task this worker does not know: Celery discards the message, so the job would stay
   queued forever. (The API accepts only tasks it has imported; a worker started with a
@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -19,6 +20,7 @@ import threading
 from typing import Any
 
 from billiard.exceptions import TimeLimitExceeded
+from billiard.process import active_children
 from celery.signals import task_failure, task_unknown, worker_ready, worker_shutdown, worker_shutting_down
 
 from pocketqueue.jobs.models import JobError
@@ -53,8 +55,18 @@ def _bound_warm_shutdown(sig: str = "", how: str = "", **_: Any) -> None:
     grace = get_celery_app().settings.queue_shutdown_grace_seconds
 
     def cold_shutdown() -> None:
+        # Not SIGQUIT to ourselves: by now the main thread is usually inside the warm
+        # shutdown's pool.join(), and Celery's SIGQUIT handler would stop the pool again
+        # from there, a nested join that can wait forever. Ending the pool's processes
+        # lets that join return; their jobs' leases lapse and are recovered like a crash.
+        from celery.worker import state
+
+        if not state.active_requests:
+            return  # nothing running: the pool's processes are already on their way out
         log.warning("jobs still running after %s s (QUEUE_SHUTDOWN_GRACE_SECONDS); handing them back", grace)
-        os.kill(os.getpid(), signal.SIGQUIT)
+        for child in active_children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGKILL)
 
     timer = threading.Timer(grace, cold_shutdown)
     timer.daemon = True
