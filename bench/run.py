@@ -59,8 +59,8 @@ from plain_celery import QUEUE as PLAIN_QUEUE
 from pocketqueue import flows
 from pocketqueue.config import Settings
 from pocketqueue.embedded import LocalRedis, free_port
-from pocketqueue.jobs.keys import Keys
-from pocketqueue.jobs.models import JobStatus
+from pocketqueue.jobs.keys import Keys, queue_list
+from pocketqueue.jobs.models import JobStatus, Priority
 from pocketqueue.nodes import DispatchRequest
 from pocketqueue.runtime import open_runtime
 from procs import Service, ServiceError, code_version, cpu_seconds, machine_busy_seconds, own_tree_seconds, rss_kib
@@ -84,7 +84,8 @@ class Bench:
         self.redis = redis.Redis.from_url(self.url, socket_timeout=30)
         stack.callback(self.redis.close)
         self.keys = Keys(Settings.model_fields["queue_key_prefix"].default)
-        self.pq_queue: str = Settings.model_fields["queue_name"].default
+        # Jobs of normal priority wait in this list (see pocketqueue.jobs.keys.queue_list).
+        self.pq_list = queue_list(Settings.model_fields["queue_name"].default, Priority.NORMAL.broker_priority)
 
     @property
     def redis_pid(self) -> int:
@@ -269,7 +270,7 @@ def bench_drain(bench: Bench, options: Options, results: Results) -> None:
     started = time.perf_counter()
     asyncio.run(enqueue_pq(bench.url, jobs))
     enqueued = time.perf_counter() - started
-    expect(bench.redis.llen(bench.pq_queue) == jobs, "not every PocketQueue job reached the queue")
+    expect(bench.redis.llen(bench.pq_list) == jobs, "not every PocketQueue job reached the queue")
     completed = bench.keys.index(JobStatus.COMPLETED)
     progress("drain: PocketQueue worker")
     run = drain(bench, "pocketqueue", jobs, lambda: int(bench.redis.zcard(completed)), options)
