@@ -72,13 +72,23 @@ async def test_a_job_cancelled_while_no_worker_is_online_never_runs(
 async def test_finished_jobs_expire_and_leave_nothing_behind(
     redis_url: str, start_worker: StartWorker, sync_redis: redis.Redis
 ) -> None:
-    settings = private_settings(redis_url, queue_job_ttl_seconds=2, queue_dead_letter_ttl_seconds=2)
+    settings = private_settings(
+        redis_url, queue_job_ttl_seconds=2, queue_dead_letter_ttl_seconds=2, queue_idempotency_ttl_seconds=2
+    )
     start_worker(settings)
     async with open_runtime(settings) as runtime:
         jobs = [
             await dispatch(runtime, "tests.add", 1, 2),
             await dispatch(runtime, "tests.fail", "boom"),
             await dispatch(runtime, "pocketqueue.debug", sleep=30),
+            # Every other kind of key: idempotency and unique keys, the schedule, a retry,
+            # a partial result, progress.
+            await submit(runtime, DispatchRequest("tests.add", [2, 3], idempotency_key=uuid.uuid4().hex)),
+            await submit(runtime, DispatchRequest("tests.add", [3, 4], unique_key=uuid.uuid4().hex)),
+            await submit(runtime, DispatchRequest("tests.add", [4, 5], delay_seconds=0.5)),
+            await submit(runtime, DispatchRequest("tests.flaky", [1], max_retries=1)),
+            await dispatch(runtime, "tests.partial", [1, 2]),
+            await dispatch(runtime, "pocketqueue.debug", sleep=0.3, steps=3),
         ]
         await TaskCancelNode().run_async({"runtime": runtime, "job_id": jobs[2].job_id})
         for job in jobs:
