@@ -74,17 +74,17 @@ def failed_jobs(client: redis.Redis, settings: Settings, *requests: DispatchRequ
     job_ids = dispatch(settings, *requests)
     take_messages(client, settings)
     for job_id in job_ids:
-        claim = store(client, settings).claim(job_id, "test-worker", LEASE_MS)
+        claim = store(client, settings).claim(job_id, "test-worker", LEASE_MS, uuid.uuid4().hex)
         error = JobError(type="RuntimeError", message="boom", attempt=claim.attempt)
-        assert store(client, settings).fail(job_id, error, 600, attempt=claim.attempt) == "ok"
+        assert store(client, settings).fail(job_id, error, 600, claim.token) == "ok"
     return job_ids
 
 
 def completed_job(client: redis.Redis, settings: Settings) -> str:
     [job_id] = dispatch(settings, DispatchRequest("tests.add", [1, 1]))
     take_messages(client, settings)
-    claim = store(client, settings).claim(job_id, "test-worker", LEASE_MS)
-    assert store(client, settings).complete(job_id, claim.attempt, '{"sum": 2}') == "ok"
+    claim = store(client, settings).claim(job_id, "test-worker", LEASE_MS, uuid.uuid4().hex)
+    assert store(client, settings).complete(job_id, claim.token, '{"sum": 2}') == "ok"
     return job_id
 
 
@@ -207,13 +207,13 @@ def waiting_jobs(client: redis.Redis, settings: Settings, key: str) -> dict[str,
     # A retrying job: it ran once, failed, and waits in the schedule for its backoff.
     [retrying] = dispatch(settings, runs())
     take_messages(client, settings)
-    claim = store(client, settings).claim(retrying, "test-worker", LEASE_MS)
+    claim = store(client, settings).claim(retrying, "test-worker", LEASE_MS, uuid.uuid4().hex)
     error = JobError(type="RuntimeError", message="boom", attempt=claim.attempt)
-    assert store(client, settings).retry(retrying, claim.attempt, error, time.time() + 0.5) == "ok"
+    assert store(client, settings).retry(retrying, claim.token, error, time.time() + 0.5) == "ok"
     # A running job: its message is gone from the lists, and its lease is live.
     [running] = dispatch(settings, runs())
     take_messages(client, settings)
-    assert store(client, settings).claim(running, "test-worker", LEASE_MS).started
+    assert store(client, settings).claim(running, "test-worker", LEASE_MS, uuid.uuid4().hex).started
     queued = dispatch(settings, runs(Priority.HIGH), runs(), runs(), runs(Priority.LOW))
     scheduled = dispatch(settings, runs(delay=0.5))  # due before a worker could start
     return {"queued": queued, "scheduled": scheduled, "retrying": [retrying], "processing": [running]}

@@ -76,3 +76,16 @@ def test_soft_limit_may_not_exceed_hard_limit() -> None:
 def test_no_redis_url_and_no_local_redis_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="python -m pocketqueue redis"):
         settings(data_dir=tmp_path).resolved_redis_url()
+
+
+def test_idempotency_keys_may_not_outlive_the_records_they_point_to() -> None:
+    with pytest.raises(ValidationError, match="QUEUE_IDEMPOTENCY_TTL_SECONDS"):
+        settings(queue_job_ttl_seconds=60, queue_idempotency_ttl_seconds=120)
+
+
+def test_retry_delays_are_positive_seconds_from_a_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUEUE_RETRY_DELAYS", "1, 2.5,10")
+    assert settings().queue_retry_delays == [1.0, 2.5, 10.0]
+    monkeypatch.setenv("QUEUE_RETRY_DELAYS", "5,0")
+    with pytest.raises(ValidationError, match="positive"):
+        settings()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -61,7 +61,8 @@ async def test_dispatch_node_rejects_unknown_tasks_and_bad_arguments(runtime: Qu
     [
         ({"eta": datetime(2030, 1, 1)}, "timezone-aware"),  # naive on purpose
         ({"eta": datetime(2030, 1, 1, tzinfo=UTC), "delay_seconds": 5}, "not both"),
-        ({"delay_seconds": -1}, "negative"),
+        ({"delay_seconds": -1}, "from 0 to"),
+        ({"delay_seconds": float("inf")}, "from 0 to"),
         ({"max_retries": 101}, "max_retries"),
     ],
 )
@@ -72,6 +73,14 @@ async def test_dispatch_node_rejects_options_that_cannot_work(
     assert await CeleryTaskDispatchNode().run_async(shared) == "rejected"
     assert isinstance(shared["error"], InvalidRequest)
     assert complaint in shared["error"].detail
+
+
+def test_one_request_spelled_two_ways_has_one_fingerprint() -> None:
+    eta = datetime(2030, 1, 1, 12, tzinfo=UTC)
+    same_instant = eta.astimezone(timezone(timedelta(hours=5, minutes=30)))
+    assert DispatchRequest("t", eta=eta).fingerprint() == DispatchRequest("t", eta=same_instant).fingerprint()
+    assert DispatchRequest("t", delay_seconds=0).fingerprint() == DispatchRequest("t").fingerprint()
+    assert DispatchRequest("t", [1]).fingerprint() != DispatchRequest("t", [2]).fingerprint()
 
 
 async def test_a_repeated_idempotency_key_makes_the_dispatch_node_say_duplicate(runtime: QueueRuntime) -> None:

@@ -92,10 +92,10 @@ async def test_a_waiter_still_wakes_after_redis_restarts(
     # Finish the job by hand as a worker would (no worker listens on this queue).
     settings = make_settings(server.url, "outage")
     store = WorkerJobStore(redis.Redis.from_url(server.url, decode_responses=True), Keys(settings.queue_key_prefix))
-    claim = store.claim(job_id, "hand", 5000)
+    claim = store.claim(job_id, "hand", 5000, "hand-token")
     assert claim.started
     started = asyncio.get_running_loop().time()
-    assert store.complete(job_id, claim.attempt, "2") == "ok"
+    assert store.complete(job_id, claim.token, "2") == "ok"
     response = await asyncio.wait_for(waiting, 10)
     assert response.status_code == 200
     assert response.json()["result"] == 2

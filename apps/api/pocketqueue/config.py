@@ -74,6 +74,15 @@ class Settings(BaseSettings):
             raise ValueError("QUEUE_TASK_SOFT_TIME_LIMIT must not exceed QUEUE_TASK_TIME_LIMIT")
         return self
 
+    @model_validator(mode="after")
+    def _idempotency_within_record_life(self) -> Settings:
+        # An idempotency key answers with the job it created; the record must outlive the
+        # key (it does when the key's TTL, counted from dispatch, is no longer than the
+        # record's, counted from finish), or a repeat would quietly create a second job.
+        if self.queue_idempotency_ttl_seconds > self.queue_job_ttl_seconds:
+            raise ValueError("QUEUE_IDEMPOTENCY_TTL_SECONDS must not exceed QUEUE_JOB_TTL_SECONDS")
+        return self
+
     @property
     def uses_local_redis(self) -> bool:
         return self.redis_url is None

@@ -8,12 +8,11 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from pocketqueue.jobs.models import Job, Priority
-from pocketqueue.jobs.request import DispatchRequest
+from pocketqueue.jobs.request import MAX_DELAY_SECONDS, DispatchRequest
 
 MAX_BATCH = 1000
 MAX_WAIT_SECONDS = 300.0
 DEFAULT_WAIT_SECONDS = 30.0
-MAX_DELAY_SECONDS = 366 * 86_400
 MAX_PAGE = 500
 Key = Field(default=None, min_length=1, max_length=200)
 

@@ -11,6 +11,8 @@ from typing import Any
 from pocketqueue.errors import InvalidRequest
 from pocketqueue.jobs.models import Priority
 
+MAX_DELAY_SECONDS = 366 * 86_400
+
 
 @dataclass(frozen=True)
 class DispatchRequest:
@@ -39,8 +41,8 @@ class DispatchRequest:
             raise InvalidRequest("eta must be timezone-aware (an ISO 8601 time with an offset, e.g. Z or +02:00)")
         if self.eta is not None and self.delay_seconds is not None:
             raise InvalidRequest("give delay_seconds or eta, not both")
-        if self.delay_seconds is not None and self.delay_seconds < 0:
-            raise InvalidRequest("delay_seconds must not be negative")
+        if self.delay_seconds is not None and not 0 <= self.delay_seconds <= MAX_DELAY_SECONDS:
+            raise InvalidRequest(f"delay_seconds must be from 0 to {MAX_DELAY_SECONDS} (366 days)")
         if self.max_retries is not None and not 0 <= self.max_retries <= 100:
             raise InvalidRequest("max_retries must be from 0 to 100")
 
@@ -55,5 +57,8 @@ class DispatchRequest:
         """A digest of everything but the idempotency key: the same request gives the same digest."""
         fields = asdict(self)
         del fields["idempotency_key"]
+        # The same request, spelled differently: one instant in any UTC offset, no delay as 0.
+        fields["eta"] = self.eta.timestamp() if self.eta is not None else None
+        fields["delay_seconds"] = self.delay_seconds or None
         canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()

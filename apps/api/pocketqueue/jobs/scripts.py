@@ -80,22 +80,27 @@ return {'created', job_id}
 """
 )
 
-# ARGV: prefix, job_id, now, worker, lease_ms
-# Returns {'started', attempt, max_retries} when this worker now owns the job; otherwise
-# {why}: 'missing', 'running' (a live lease: this message is a duplicate), 'orphaned'
-# (processing with no lease: the janitor recovers it) or the job's status.
+# ARGV: prefix, job_id, now, worker, lease_ms, claim token (unique per claim)
+# Returns {'started', attempt, max_retries} when this claim now owns the job (also when
+# it already did: a claim retried after a lost reply); otherwise {why}: 'missing',
+# 'running' (a live lease: this message is a duplicate), 'orphaned' (processing with no
+# lease: the janitor recovers it) or the job's status. Every later write of the attempt
+# (heartbeat, outcome, retry) must present the token: attempt numbers repeat after a
+# re-drive, tokens never do.
 START = (
     _LIBRARY
     + """
-local status, max_retries = unpack(redis.call('HMGET', job, 'status', 'max_retries'))
+local status, max_retries, claim, attempts =
+  unpack(redis.call('HMGET', job, 'status', 'max_retries', 'claim', 'attempts'))
 if not status then return {'missing'} end
 if status == 'processing' then
+  if claim == ARGV[6] then return {'started', tonumber(attempts), tonumber(max_retries) or 0} end
   if redis.call('EXISTS', key('lease', job_id)) == 1 then return {'running'} end
   return {'orphaned'}
 end
 if status ~= 'queued' then return {status} end
 local attempt = redis.call('HINCRBY', job, 'attempts', 1)
-redis.call('HSET', job, 'status', 'processing', 'started_at', ARGV[3], 'worker', ARGV[4])
+redis.call('HSET', job, 'status', 'processing', 'started_at', ARGV[3], 'worker', ARGV[4], 'claim', ARGV[6])
 redis.call('HDEL', job, 'run_at')
 redis.call('SET', key('lease', job_id), ARGV[4], 'PX', ARGV[5])
 move('queued', 'processing', ARGV[3])
@@ -103,7 +108,7 @@ return {'started', attempt, tonumber(max_retries) or 0}
 """
 )
 
-# ARGV: prefix, job_id, attempt, lease_ms, progress ('' to leave it), step ('' to leave it), worker
+# ARGV: prefix, job_id, claim token, lease_ms, progress ('' to leave it), step ('' to leave it), worker
 # Renews the lease (and records progress) only while this attempt still owns the job.
 # SET, not PEXPIRE: a lease that lapsed (Redis unreachable for a while, a stalled
 # process) is recreated. Returns the job's status, or 'superseded' when a newer attempt
@@ -111,10 +116,10 @@ return {'started', attempt, tonumber(max_retries) or 0}
 HEARTBEAT = (
     _LIBRARY
     + """
-local status, attempts = unpack(redis.call('HMGET', job, 'status', 'attempts'))
+local status, claim = unpack(redis.call('HMGET', job, 'status', 'claim'))
 if not status then return 'missing' end
 if status ~= 'processing' then return status end
-if attempts ~= ARGV[3] then return 'superseded' end
+if claim ~= ARGV[3] then return 'superseded' end
 redis.call('SET', key('lease', job_id), ARGV[7], 'PX', ARGV[4])
 if ARGV[5] ~= '' then redis.call('HSET', job, 'progress', ARGV[5]) end
 if ARGV[6] ~= '' then redis.call('HSET', job, 'step', ARGV[6]) end
@@ -122,25 +127,33 @@ return status
 """
 )
 
-# ARGV: prefix, job_id, attempt ('*' for any), worker ('' for any), new status, now,
-#       ttl ('' for the record's own), then field/value pairs to write.
-# Writes the outcome only if the job is still processing under that attempt: a cancel or
-# a newer attempt always wins over a late finish. With attempt '*', a queued job can be
-# failed too (a worker that cannot run it at all). Returns 'ok' or the status it found.
+# ARGV: prefix, job_id, claim token, worker, new status, now, ttl ('' for the record's
+#       own), started_before, then field/value pairs to write.
+# Writes the outcome only if the job is still processing under that claim: a cancel or a
+# newer attempt always wins over a late finish. Two callers cannot know the claim:
+# - token '*' and worker '': a worker that cannot run the job at all (unknown task)
+#   fails it only while it is queued, never while another worker runs it;
+# - token '*' and worker W (the hard time limit, seen by W's main process): fails the
+#   attempt W runs, only if it started before `started_before` (so not a newer attempt).
+# Returns 'ok' or why not: the status it found, or 'superseded'.
 FINISH = (
     _LIBRARY
     + """
-local status, attempts, worker, ttl = unpack(redis.call('HMGET', job, 'status', 'attempts', 'worker', 'ttl'))
+local status, attempts, worker, ttl, claim, started_at = unpack(
+  redis.call('HMGET', job, 'status', 'attempts', 'worker', 'ttl', 'claim', 'started_at'))
 if not status then return 'missing' end
 local from_status = 'processing'
-if status == 'queued' and ARGV[3] == '*' then
+if status == 'queued' and ARGV[3] == '*' and ARGV[4] == '' then
   from_status = 'queued'
-elseif status ~= 'processing' then
+elseif status ~= 'processing' or (ARGV[3] == '*' and ARGV[4] == '') then
   return status
 end
-if ARGV[3] ~= '*' and attempts ~= ARGV[3] then return 'superseded' end
+if ARGV[3] ~= '*' and claim ~= ARGV[3] then return 'superseded' end
 if ARGV[4] ~= '' and worker ~= ARGV[4] then return 'superseded' end
-redis.call('HSET', job, 'status', ARGV[5], 'finished_at', ARGV[6], unpack(ARGV, 8))
+if ARGV[8] ~= '' and from_status == 'processing' and tonumber(started_at) > tonumber(ARGV[8]) then
+  return 'superseded'
+end
+redis.call('HSET', job, 'status', ARGV[5], 'finished_at', ARGV[6], unpack(ARGV, 9))
 if ARGV[5] == 'failed' and from_status == 'processing' then
   redis.call('HSET', job, 'error:' .. attempts, redis.call('HGET', job, 'error'))  -- kept with every attempt's error
 end
@@ -149,15 +162,15 @@ return 'ok'
 """
 )
 
-# ARGV: prefix, job_id, attempt, now, run_at, error field, error json
+# ARGV: prefix, job_id, claim token, now, run_at, error field, error json
 # A failed attempt with retries left: 'retrying', in the schedule until run_at.
 RETRY = (
     _LIBRARY
     + """
-local status, attempts = unpack(redis.call('HMGET', job, 'status', 'attempts'))
+local status, claim = unpack(redis.call('HMGET', job, 'status', 'claim'))
 if not status then return 'missing' end
 if status ~= 'processing' then return status end
-if attempts ~= ARGV[3] then return 'superseded' end
+if claim ~= ARGV[3] then return 'superseded' end
 redis.call('HSET', job, 'status', 'retrying', 'run_at', ARGV[5], 'error', ARGV[7], ARGV[6], ARGV[7])
 redis.call('DEL', key('lease', job_id))
 move('processing', 'retrying', ARGV[4])
@@ -188,30 +201,51 @@ return 'ok'
 """
 )
 
-# ARGV: prefix, job_id, attempt seen, now, error field, error json, message, list, dead-letter ttl
+# ARGV: prefix, job_id, claim token seen, now, error json, message, list, dead-letter ttl
 # A processing job whose lease lapsed: its worker died (SIGKILL, OOM, lost machine). The
 # attempt's error is kept; the job is queued again at once, or fails if no retries are left.
 RECOVER = (
     _LIBRARY
     + """
-local status, attempts, max_retries = unpack(redis.call('HMGET', job, 'status', 'attempts', 'max_retries'))
+local status, attempts, max_retries, claim =
+  unpack(redis.call('HMGET', job, 'status', 'attempts', 'max_retries', 'claim'))
 if not status then
   redis.call('ZREM', key('index', 'processing'), job_id)
   return 'missing'
 end
 if status ~= 'processing' then return status end
-if attempts ~= ARGV[3] then return 'superseded' end
+if (claim or '') ~= ARGV[3] then return 'superseded' end
 if redis.call('EXISTS', key('lease', job_id)) == 1 then return 'alive' end
-redis.call('HSET', job, 'error', ARGV[6], ARGV[5], ARGV[6])
+redis.call('HSET', job, 'error', ARGV[5], 'error:' .. attempts, ARGV[5])
+redis.call('HDEL', job, 'claim')
 if tonumber(attempts) > (tonumber(max_retries) or 0) then
   redis.call('HSET', job, 'status', 'failed', 'finished_at', ARGV[4])
-  finish('processing', 'failed', ARGV[4], tonumber(ARGV[9]))
+  finish('processing', 'failed', ARGV[4], tonumber(ARGV[8]))
   return 'failed'
 end
 redis.call('HSET', job, 'status', 'queued')
 move('processing', 'queued', ARGV[4])
-redis.call('LPUSH', ARGV[8], ARGV[7])
+redis.call('LPUSH', ARGV[7], ARGV[6])
 return 'requeued'
+"""
+)
+
+# ARGV: prefix, job_id, worker, now, message, list
+# A worker shutting down hands back a job it is still running when its grace period ends:
+# queued again at once, the cut attempt not counted (a deploy is not the job's failure).
+# Only if `worker` still runs it. Returns 'ok' or the status it found.
+HAND_BACK = (
+    _LIBRARY
+    + """
+local status, worker = unpack(redis.call('HMGET', job, 'status', 'worker'))
+if status ~= 'processing' or worker ~= ARGV[3] then return status or 'missing' end
+redis.call('HINCRBY', job, 'attempts', -1)
+redis.call('HDEL', job, 'claim', 'started_at', 'worker')
+redis.call('DEL', key('lease', job_id))
+redis.call('HSET', job, 'status', 'queued')
+move('processing', 'queued', ARGV[4])
+redis.call('LPUSH', ARGV[6], ARGV[5])
+return 'ok'
 """
 )
 
@@ -251,7 +285,7 @@ end
 for _, field in ipairs(redis.call('HKEYS', job)) do
   if string.sub(field, 1, 6) == 'error:' then redis.call('HDEL', job, field) end
 end
-redis.call('HDEL', job, 'error', 'result', 'partial_errors', 'started_at', 'finished_at', 'worker', 'step')
+redis.call('HDEL', job, 'error', 'result', 'partial_errors', 'started_at', 'finished_at', 'worker', 'step', 'claim')
 redis.call('HSET', job, 'status', 'queued', 'attempts', '0', 'progress', '0')
 redis.call('PERSIST', job)
 move('failed', 'queued', ARGV[3])

@@ -21,6 +21,7 @@ class Claim:
     """What a worker learned when it tried to start a job."""
 
     outcome: str  # 'started', 'running', 'orphaned', 'missing', or the job's status
+    token: str = ""  # presented by every later write of this attempt
     attempt: int = 0
     max_retries: int = 0
 
@@ -41,15 +42,17 @@ class WorkerJobStore:
         self._retry = redis.register_script(scripts.RETRY)
         self._promote = redis.register_script(scripts.PROMOTE)
         self._recover = redis.register_script(scripts.RECOVER)
+        self._hand_back = redis.register_script(scripts.HAND_BACK)
 
-    def claim(self, job_id: str, worker: str, lease_ms: int) -> Claim:
-        reply = self._start(args=[self.keys.prefix, job_id, now_timestamp(), worker, lease_ms])
-        return Claim(reply[0], int(reply[1]), int(reply[2])) if len(reply) > 1 else Claim(reply[0])
+    def claim(self, job_id: str, worker: str, lease_ms: int, token: str) -> Claim:
+        """Claim a queued job under `token` (make one per message; retrying with it is safe)."""
+        reply = self._start(args=[self.keys.prefix, job_id, now_timestamp(), worker, lease_ms, token])
+        return Claim(reply[0], token, int(reply[1]), int(reply[2])) if len(reply) > 1 else Claim(reply[0])
 
     def heartbeat(
         self,
         job_id: str,
-        attempt: int,
+        token: str,
         worker: str,
         lease_ms: int,
         progress: int | None = None,
@@ -57,47 +60,62 @@ class WorkerJobStore:
     ) -> str:
         """Renew the lease (and record progress); returns the status, or 'superseded'."""
         status: str = self._heartbeat(
-            args=[self.keys.prefix, job_id, attempt, lease_ms, "" if progress is None else progress, step or "", worker]
+            args=[self.keys.prefix, job_id, token, lease_ms, "" if progress is None else progress, step or "", worker]
         )
         return status
 
-    def complete(self, job_id: str, attempt: int, result_json: str) -> str:
-        return self._record(
-            job_id, str(attempt), "", JobStatus.COMPLETED, None, "result", result_json, "progress", "100"
-        )
+    def complete(self, job_id: str, token: str, result_json: str) -> str:
+        fields = ("result", result_json, "progress", "100")
+        return self._record(job_id, token, "", JobStatus.COMPLETED, None, None, *fields)
 
-    def partial(self, job_id: str, attempt: int, result_json: str, errors_json: str) -> str:
+    def partial(self, job_id: str, token: str, result_json: str, errors_json: str) -> str:
         fields = ("result", result_json, "partial_errors", errors_json, "progress", "100")
-        return self._record(job_id, str(attempt), "", JobStatus.PARTIAL, None, *fields)
+        return self._record(job_id, token, "", JobStatus.PARTIAL, None, None, *fields)
 
-    def fail(
-        self, job_id: str, error: JobError, dead_letter_ttl: int, attempt: int | None = None, worker: str = ""
-    ) -> str:
-        """Fail for good (the job joins the dead-letter set for `dead_letter_ttl` seconds).
+    def fail(self, job_id: str, error: JobError, dead_letter_ttl: int, token: str) -> str:
+        """Fail the attempt holding `token` for good (into the dead-letter set for `dead_letter_ttl` s)."""
+        fields = ("error", error.model_dump_json())
+        return self._record(job_id, token, "", JobStatus.FAILED, dead_letter_ttl, None, *fields)
 
-        Without `attempt`, whichever attempt `worker` is running, or a queued job.
-        """
-        token = ANY_ATTEMPT if attempt is None else str(attempt)
-        return self._record(job_id, token, worker, JobStatus.FAILED, dead_letter_ttl, "error", error.model_dump_json())
+    def fail_queued(self, job_id: str, error: JobError, dead_letter_ttl: int) -> str:
+        """Fail a job while it is queued (a worker that cannot run it); never a running one."""
+        fields = ("error", error.model_dump_json())
+        return self._record(job_id, ANY_ATTEMPT, "", JobStatus.FAILED, dead_letter_ttl, None, *fields)
 
-    def retry(self, job_id: str, attempt: int, error: JobError, run_at: float) -> str:
+    def fail_timed_out(self, job_id: str, error: JobError, dead_letter_ttl: int, worker: str, before: float) -> str:
+        """Fail the attempt `worker` runs, if it started before `before` (epoch s): a hard time limit."""
+        fields = ("error", error.model_dump_json())
+        return self._record(job_id, ANY_ATTEMPT, worker, JobStatus.FAILED, dead_letter_ttl, before, *fields)
+
+    def retry(self, job_id: str, token: str, error: JobError, run_at: float) -> str:
         """Park the job as 'retrying' until `run_at` (epoch seconds); 'ok' or the status it found."""
         outcome: str = self._retry(
             args=[
                 self.keys.prefix,
                 job_id,
-                attempt,
+                token,
                 now_timestamp(),
                 f"{run_at:.6f}",
-                f"{ATTEMPT_ERROR_PREFIX}{attempt}",
+                f"{ATTEMPT_ERROR_PREFIX}{error.attempt}",
                 error.model_dump_json(),
             ]
         )
         return outcome
 
-    def _record(self, job_id: str, attempt: str, worker: str, status: JobStatus, ttl: int | None, *fields: str) -> str:
+    def _record(
+        self,
+        job_id: str,
+        token: str,
+        worker: str,
+        status: JobStatus,
+        ttl: int | None,
+        before: float | None,
+        *fields: str,
+    ) -> str:
+        started_before = "" if before is None else f"{before:.6f}"
+        now = now_timestamp()
         outcome: str = self._finish(
-            args=[self.keys.prefix, job_id, attempt, worker, status.value, now_timestamp(), ttl or "", *fields]
+            args=[self.keys.prefix, job_id, token, worker, status.value, now, ttl or "", started_before, *fields]
         )
         return outcome
 
@@ -111,40 +129,31 @@ class WorkerJobStore:
         outcome: str = self._promote(args=[self.keys.prefix, job_id, now_timestamp(), message, queue_list])
         return outcome
 
-    def orphaned(self) -> list[tuple[str, int]]:
-        """(job id, attempt) of processing jobs whose lease has lapsed."""
+    def orphaned(self) -> list[tuple[str, str]]:
+        """(job id, claim token) of processing jobs whose lease has lapsed."""
         job_ids = [str(job_id) for job_id in self.redis.zrange(self.keys.index(JobStatus.PROCESSING), 0, -1)]
         if not job_ids:
             return []
         with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
                 pipe.exists(self.keys.lease(job_id))
-                pipe.hget(self.keys.job(job_id), "attempts")
+                pipe.hget(self.keys.job(job_id), "claim")
             replies = pipe.execute()
-        leases, attempts = replies[::2], replies[1::2]
-        return [
-            (job_id, int(attempt or 0))
-            for job_id, lease, attempt in zip(job_ids, leases, attempts, strict=True)
-            if not lease
-        ]
+        leases, tokens = replies[::2], replies[1::2]
+        found = zip(job_ids, leases, tokens, strict=True)
+        return [(job_id, str(token or "")) for job_id, lease, token in found if not lease]
 
     def recover(
-        self, job_id: str, attempt: int, error: JobError, message: str, queue_list: str, dead_letter_ttl: int
+        self, job_id: str, token: str, error: JobError, message: str, queue_list: str, dead_letter_ttl: int
     ) -> str:
         """Requeue an orphaned attempt (or fail it, if no retries are left): 'requeued', 'failed' or why not."""
-        outcome: str = self._recover(
-            args=[
-                self.keys.prefix,
-                job_id,
-                attempt,
-                now_timestamp(),
-                f"{ATTEMPT_ERROR_PREFIX}{attempt}",
-                error.model_dump_json(),
-                message,
-                queue_list,
-                dead_letter_ttl,
-            ]
-        )
+        args = [self.keys.prefix, job_id, token, now_timestamp(), error.model_dump_json(), message, queue_list]
+        outcome: str = self._recover(args=[*args, dead_letter_ttl])
+        return outcome
+
+    def hand_back(self, job_id: str, worker: str, message: str, queue_list: str) -> str:
+        """Requeue a job `worker` is still running as it shuts down, its cut attempt uncounted."""
+        outcome: str = self._hand_back(args=[self.keys.prefix, job_id, worker, now_timestamp(), message, queue_list])
         return outcome
 
     def get(self, job_id: str) -> Job | None:

@@ -31,10 +31,13 @@ class Partial:
 class JobContext:
     """What a task receives as its first argument: its job id, progress, cancel state."""
 
-    def __init__(self, job_id: str, task: str, attempt: int, worker: str, store: WorkerJobStore, lease_ms: int) -> None:
+    def __init__(
+        self, job_id: str, task: str, attempt: int, token: str, worker: str, store: WorkerJobStore, lease_ms: int
+    ) -> None:
         self.job_id = job_id
         self.task = task
         self.attempt = attempt
+        self._token = token
         self.worker = worker
         self._store = store
         self._lease_ms = lease_ms
@@ -63,7 +66,7 @@ class JobContext:
         return Partial(result, list(errors))
 
     def beat(self, percent: int | None = None, step: str | None = None) -> None:
-        self._status = self._store.heartbeat(self.job_id, self.attempt, self.worker, self._lease_ms, percent, step)
+        self._status = self._store.heartbeat(self.job_id, self._token, self.worker, self._lease_ms, percent, step)
 
 
 class _Heartbeats:

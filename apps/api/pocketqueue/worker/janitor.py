@@ -80,37 +80,67 @@ class Janitor:
         while seen < most:
             due = store.due(now, limit=batch)
             for job_id in due:
-                job = store.get(job_id)
-                if job is None:
-                    store.promote(job_id, "", "")  # drops the stale schedule entry
-                    continue
-                message, queue_list = message_for(self.app, job, self.app.settings.queue_name)
-                if store.promote(job_id, message, queue_list) == "ok":
-                    published += 1
+                try:
+                    published += self._publish(job_id)
+                except RedisError:
+                    raise
+                except Exception:  # one bad record must not hold up the schedule for the rest
+                    log.exception("janitor: could not publish job %s; dropping its schedule entry", job_id)
+                    store.redis.zrem(store.keys.schedule, job_id)
             seen += len(due)
             if len(due) < batch:
                 break
         return published
 
+    def _publish(self, job_id: str) -> int:
+        store = self.app.janitor_store
+        job = store.get(job_id)
+        if job is None:
+            store.promote(job_id, "", "")  # drops the stale schedule entry
+            return 0
+        message, queue_list = message_for(self.app, job, self.app.settings.queue_name)
+        return 1 if store.promote(job_id, message, queue_list) == "ok" else 0
+
     def recover_orphans(self) -> int:
         store = self.app.janitor_store
         settings = self.app.settings
         recovered = 0
-        for job_id, attempt in store.orphaned():
+        for job_id, token in store.orphaned():
+            try:
+                recovered += self._recover(job_id, token, settings.queue_dead_letter_ttl_seconds)
+            except RedisError:
+                raise
+            except Exception:  # one bad record must not stop recovery (or scheduling) for the rest
+                log.exception("janitor: could not recover job %s", job_id)
+        return recovered
+
+    def _recover(self, job_id: str, token: str, dead_letter_ttl: int) -> int:
+        store = self.app.janitor_store
+        job = store.get(job_id)
+        if job is None:
+            return 0
+        error = JobError(
+            type="WorkerLost",
+            message=(
+                f"worker {job.worker or '?'} stopped renewing the lease during attempt {job.attempts} "
+                "(killed, crashed, or cut off from Redis)"
+            ),
+            attempt=job.attempts,
+        )
+        message, queue_list = message_for(self.app, job, self.app.settings.queue_name)
+        outcome = store.recover(job_id, token, error, message, queue_list, dead_letter_ttl)
+        if outcome not in ("requeued", "failed"):
+            return 0
+        log.warning("job %s: attempt %s orphaned by %s; %s", job_id, job.attempts, job.worker, outcome)
+        return 1
+
+    def hand_back(self, job_ids: list[str]) -> None:
+        """Requeue the jobs this worker is still running as it shuts down (see signals.py)."""
+        store = self.app.janitor_store
+        for job_id in job_ids:
             job = store.get(job_id)
             if job is None:
                 continue
-            error = JobError(
-                type="WorkerLost",
-                message=(
-                    f"worker {job.worker or '?'} stopped renewing the lease during attempt {attempt} "
-                    "(killed, crashed, or cut off from Redis)"
-                ),
-                attempt=attempt,
-            )
-            message, queue_list = message_for(self.app, job, settings.queue_name)
-            outcome = store.recover(job_id, attempt, error, message, queue_list, settings.queue_dead_letter_ttl_seconds)
-            if outcome in ("requeued", "failed"):
-                log.warning("job %s: attempt %s orphaned by %s; %s", job_id, attempt, job.worker, outcome)
-                recovered += 1
-        return recovered
+            message, queue_list = message_for(self.app, job, self.app.settings.queue_name)
+            if store.hand_back(job_id, self.worker_name, message, queue_list) == "ok":
+                log.warning("job %s handed back: still running when the shutdown grace ended", job_id)

@@ -17,11 +17,13 @@ import logging
 import os
 import signal
 import threading
+import time
 from typing import Any
 
 from billiard.exceptions import TimeLimitExceeded
 from billiard.process import active_children
 from celery.signals import task_failure, task_unknown, worker_ready, worker_shutdown, worker_shutting_down
+from redis.exceptions import RedisError
 
 from pocketqueue.jobs.models import JobError
 from pocketqueue.worker.janitor import Janitor
@@ -61,9 +63,15 @@ def _bound_warm_shutdown(sig: str = "", how: str = "", **_: Any) -> None:
         # lets that join return; their jobs' leases lapse and are recovered like a crash.
         from celery.worker import state
 
-        if not state.active_requests:
+        running = [request.id for request in list(state.active_requests)]
+        if not running:
             return  # nothing running: the pool's processes are already on their way out
         log.warning("jobs still running after %s s (QUEUE_SHUTDOWN_GRACE_SECONDS); handing them back", grace)
+        if _janitor is not None:
+            try:  # queued again at once, the cut attempt uncounted; else recovered like a crash
+                _janitor.hand_back(running)
+            except Exception:
+                log.exception("handing back running jobs failed; the janitors will recover them")
         for child in active_children():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGKILL)
@@ -81,9 +89,11 @@ def _record_hard_time_limit(sender: Any = None, task_id: str = "", exception: An
     settings = sender.app.settings
     limit = settings.queue_task_time_limit
     error = JobError(type="TimeLimitExceeded", message=f"time limit exceeded ({limit} s, QUEUE_TASK_TIME_LIMIT)")
-    # Only the attempt this worker is running: after a takeover, a late timeout here
-    # must not fail the attempt another worker now owns.
-    sender.app.job_store.fail(task_id, error, settings.queue_dead_letter_ttl_seconds, worker=_worker_name)
+    # Only an attempt this worker runs that started over a time limit ago: if the job
+    # was recovered and claimed again (here or elsewhere), that newer attempt is not failed.
+    before = time.time() - limit + 1
+    store = sender.app.job_store
+    store.fail_timed_out(task_id, error, settings.queue_dead_letter_ttl_seconds, _worker_name, before)
 
 
 def _record_unknown_task(sender: Any = None, name: str = "", id: str = "", **_: Any) -> None:
@@ -93,7 +103,15 @@ def _record_unknown_task(sender: Any = None, name: str = "", id: str = "", **_: 
         return
     hostname = getattr(sender, "hostname", None) or "this worker"
     message = f"task {name!r} is not registered on {hostname}; check its TASK_MODULES"
-    store.fail(id, JobError(type="TaskNotRegistered", message=message), app.settings.queue_dead_letter_ttl_seconds)
+    error = JobError(type="TaskNotRegistered", message=message)
+    # Celery discards the message after this, so ride out a short Redis outage here.
+    for delay in (0.5, 1.0, 2.0, 4.0, 0.0):
+        try:
+            store.fail_queued(id, error, app.settings.queue_dead_letter_ttl_seconds)
+            return
+        except RedisError:
+            time.sleep(delay)
+    log.error("job %s could not be failed (Redis unavailable); it stays queued without a message", id)
 
 
 worker_ready.connect(_start_janitor, weak=False)

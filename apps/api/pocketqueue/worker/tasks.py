@@ -11,6 +11,7 @@ import logging
 import random
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -62,22 +63,23 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
         job_id: str = self.request.id
         worker: str = self.request.hostname or "unknown"
         lease_ms = int(settings.lease_seconds * 1000)
-        claim = _with_redis_retries(lambda: store.claim(job_id, worker, lease_ms), "claim", job_id)
+        token = uuid.uuid4().hex  # one per delivery: a claim retried after a lost reply finds itself
+        claim = _with_redis_retries(lambda: store.claim(job_id, worker, lease_ms, token), "claim", job_id)
         if not claim.started:
             # A duplicate or stale message: the job is running elsewhere, finished, waiting
             # in the schedule, or orphaned (the janitor requeues it). Acknowledge and drop.
             log.info("job %s not run: %s", job_id, claim.outcome)
             return
-        context = JobContext(job_id, spec.name, claim.attempt, worker, store, lease_ms)
+        context = JobContext(job_id, spec.name, claim.attempt, token, worker, store, lease_ms)
         heartbeats.add(context, interval=settings.lease_seconds / 3)
         try:
             value = spec.func(context, *args, **kwargs)
             if isinstance(value, Partial):
                 fields = (to_json(value.result), to_json(value.errors))
-                record = lambda: store.partial(job_id, claim.attempt, *fields)  # noqa: E731
+                record = lambda: store.partial(job_id, token, *fields)  # noqa: E731
             else:
                 result_json = to_json(value)
-                record = lambda: store.complete(job_id, claim.attempt, result_json)  # noqa: E731
+                record = lambda: store.complete(job_id, token, result_json)  # noqa: E731
         except JobCancelled:
             log.info("job %s stopped: %s", job_id, context.status)
             return
@@ -100,11 +102,11 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
         if spec.retries(exc) and not isinstance(exc, SoftTimeLimitExceeded) and claim.attempt <= claim.max_retries:
             delays = spec.retry_delays or settings.queue_retry_delays
             run_at = time.time() + backoff(delays, claim.attempt)
-            _with_redis_retries(lambda: store.retry(job_id, claim.attempt, error, run_at), "scheduling a retry", job_id)
+            _with_redis_retries(lambda: store.retry(job_id, claim.token, error, run_at), "scheduling a retry", job_id)
             log.warning("job %s attempt %s failed (%s); retrying at %.0f", job_id, claim.attempt, error.message, run_at)
             return True
         dead_ttl = settings.queue_dead_letter_ttl_seconds
-        fail = lambda: store.fail(job_id, error, dead_ttl, attempt=claim.attempt)  # noqa: E731
+        fail = lambda: store.fail(job_id, error, dead_ttl, claim.token)  # noqa: E731
         _with_redis_retries(fail, "recording failure", job_id)
         return False
 
@@ -128,7 +130,7 @@ def backoff(delays: Sequence[float], attempt: int) -> float:
     """
     extra = max(0, attempt - len(delays))
     base = float(delays[min(attempt, len(delays)) - 1]) * 2.0**extra
-    return min(base, MAX_BACKOFF_SECONDS) * random.uniform(0.8, 1.2)
+    return min(base * random.uniform(0.8, 1.2), MAX_BACKOFF_SECONDS)
 
 
 def task(
