@@ -303,6 +303,7 @@ CLEAR = (
     + """
 local now, cancelled = ARGV[3], 0
 local function cancel(id)
+  -- The library's helpers act on `job_id` and `job`; point them at this job first.
   job_id, job = id, key('job', id)
   local status, ttl = unpack(redis.call('HMGET', job, 'status', 'ttl'))
   if status == 'queued' or status == 'scheduled' or status == 'retrying' then
