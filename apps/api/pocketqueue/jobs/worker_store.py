@@ -44,9 +44,10 @@ class WorkerJobStore:
         self._recover = redis.register_script(scripts.RECOVER)
         self._hand_back = redis.register_script(scripts.HAND_BACK)
 
-    def claim(self, job_id: str, worker: str, lease_ms: int, token: str) -> Claim:
+    def claim(self, job_id: str, worker: str, lease_ms: int, token: str, started_at: str | None = None) -> Claim:
         """Claim a queued job under `token` (make one per message; retrying with it is safe)."""
-        reply = self._start(args=[self.keys.prefix, job_id, now_timestamp(), worker, lease_ms, token])
+        began = started_at or now_timestamp()
+        reply = self._start(args=[self.keys.prefix, job_id, began, worker, lease_ms, token])
         return Claim(reply[0], token, int(reply[1]), int(reply[2])) if len(reply) > 1 else Claim(reply[0])
 
     def heartbeat(

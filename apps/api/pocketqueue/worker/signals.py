@@ -3,7 +3,7 @@
 - The janitor starts with the worker and stops with it (see janitor.py).
 - SIGTERM is a warm shutdown: running jobs finish, no new ones start. It is bounded by
   QUEUE_SHUTDOWN_GRACE_SECONDS: after that, the pool's processes are stopped and the jobs
-  they were running are recovered like a crash (run again elsewhere, not failed).
+  they were running are handed back (queued again, the cut attempt uncounted).
 - The hard time limit: Celery kills the job's process, so the task never writes its outcome.
 - A task this worker does not know: Celery discards the message, so the job would stay
   queued forever. (The API accepts only tasks it has imported; a worker started with a
@@ -60,25 +60,36 @@ def _bound_warm_shutdown(sig: str = "", how: str = "", **_: Any) -> None:
         # Not SIGQUIT to ourselves: by now the main thread is usually inside the warm
         # shutdown's pool.join(), and Celery's SIGQUIT handler would stop the pool again
         # from there, a nested join that can wait forever. Ending the pool's processes
-        # lets that join return; their jobs' leases lapse and are recovered like a crash.
-        from celery.worker import state
-
-        running = [request.id for request in list(state.active_requests)]
+        # lets that join return. They are ended before their jobs are handed back, so no
+        # job runs here and elsewhere at once.
+        running = _running_job_ids()
         if not running:
             return  # nothing running: the pool's processes are already on their way out
         log.warning("jobs still running after %s s (QUEUE_SHUTDOWN_GRACE_SECONDS); handing them back", grace)
-        if _janitor is not None:
-            try:  # queued again at once, the cut attempt uncounted; else recovered like a crash
-                _janitor.hand_back(running)
-            except Exception:
-                log.exception("handing back running jobs failed; the janitors will recover them")
         for child in active_children():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGKILL)
+        if _janitor is not None:
+            try:  # queued again at once, the cut attempt uncounted
+                _janitor.hand_back(running)
+            except Exception:  # their leases lapse and the janitors recover them like a crash
+                log.exception("handing back running jobs failed; they will be recovered")
 
     timer = threading.Timer(grace, cold_shutdown)
     timer.daemon = True
     timer.start()
+
+
+def _running_job_ids() -> list[str]:
+    """Ids of the jobs this worker is running (Celery's WeakSet, read from another thread)."""
+    from celery.worker import state
+
+    for _ in range(50):
+        try:
+            return [request.id for request in list(state.active_requests)]
+        except RuntimeError:  # the main thread changed the set while we read it; read again
+            continue
+    return []
 
 
 def _record_hard_time_limit(sender: Any = None, task_id: str = "", exception: Any = None, **_: Any) -> None:
@@ -89,11 +100,15 @@ def _record_hard_time_limit(sender: Any = None, task_id: str = "", exception: An
     settings = sender.app.settings
     limit = settings.queue_task_time_limit
     error = JobError(type="TimeLimitExceeded", message=f"time limit exceeded ({limit} s, QUEUE_TASK_TIME_LIMIT)")
-    # Only an attempt this worker runs that started over a time limit ago: if the job
-    # was recovered and claimed again (here or elsewhere), that newer attempt is not failed.
-    before = time.time() - limit + 1
+    # Only an attempt this worker runs that started about a time limit ago. The timed-out
+    # attempt's start is taken as its task body begins, right after the limit's timer
+    # starts; a newer attempt can only have started a lease or more after that (once the
+    # old lease lapsed). Half a lease of slack tells the two apart.
+    before = time.time() - limit + settings.lease_seconds / 2
     store = sender.app.job_store
-    store.fail_timed_out(task_id, error, settings.queue_dead_letter_ttl_seconds, _worker_name, before)
+    outcome = store.fail_timed_out(task_id, error, settings.queue_dead_letter_ttl_seconds, _worker_name, before)
+    if outcome != "ok":
+        log.warning("job %s hit the time limit but was not failed: %s", task_id, outcome)
 
 
 def _record_unknown_task(sender: Any = None, name: str = "", id: str = "", **_: Any) -> None:

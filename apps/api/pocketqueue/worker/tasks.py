@@ -19,7 +19,7 @@ from celery import Task, shared_task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 from redis.exceptions import RedisError
 
-from pocketqueue.jobs.models import JobError
+from pocketqueue.jobs.models import JobError, now_timestamp
 from pocketqueue.jobs.registry import TaskSpec, register
 from pocketqueue.jobs.worker_store import Claim, WorkerJobStore, to_json
 from pocketqueue.worker.context import JobCancelled, JobContext, Partial, heartbeats
@@ -64,7 +64,8 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
         worker: str = self.request.hostname or "unknown"
         lease_ms = int(settings.lease_seconds * 1000)
         token = uuid.uuid4().hex  # one per delivery: a claim retried after a lost reply finds itself
-        claim = _with_redis_retries(lambda: store.claim(job_id, worker, lease_ms, token), "claim", job_id)
+        began = now_timestamp()  # the attempt's start, however long Redis retries take below
+        claim = _with_redis_retries(lambda: store.claim(job_id, worker, lease_ms, token, began), "claim", job_id)
         if not claim.started:
             # A duplicate or stale message: the job is running elsewhere, finished, waiting
             # in the schedule, or orphaned (the janitor requeues it). Acknowledge and drop.
