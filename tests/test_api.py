@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import WorkerProcess
+from conftest import WorkerProcess, api_client
 from pocketqueue.jobs import watcher as watcher_module
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -317,12 +317,9 @@ async def test_more_concurrent_requests_than_redis_connections_wait_instead_of_f
     settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pocketqueue import runtime as runtime_module
-    from pocketqueue.api.app import create_app
 
     monkeypatch.setattr(runtime_module, "MAX_CONNECTIONS", 4)  # 100 requests in flight share 4 connections
-    app = create_app(settings)
-    transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://pq") as c:
+    async with api_client(settings) as c:
         body = {"task": "tests.add", "args": [1, 2]}
         responses = await asyncio.gather(*(c.post("/api/queue/dispatch", json=body) for _ in range(100)))
     assert [r.status_code for r in responses] == [202] * 100

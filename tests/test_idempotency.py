@@ -11,8 +11,7 @@ import httpx
 import pytest
 import redis
 
-from conftest import make_settings, wait_until
-from pocketqueue.api.app import create_app
+from conftest import api_client, make_settings, wait_until
 from pocketqueue.config import Settings
 from test_api import assert_problem, dispatch
 
@@ -98,9 +97,7 @@ async def test_concurrent_dispatches_with_one_unique_key_create_one_job(client: 
 async def short_memory(redis_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
     """The API on a private queue whose idempotency keys last 1 s (no worker: nothing runs)."""
     settings = make_settings(redis_url, new_key()[:8], queue_idempotency_ttl_seconds=1)
-    app = create_app(settings)
-    transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://pq") as c:
+    async with api_client(settings) as c:
         yield c, settings
 
 

@@ -6,11 +6,9 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from conftest import WorkerProcess, make_settings, wait_until
-from pocketqueue.api.app import create_app
+from conftest import WorkerProcess, api_client, make_settings, wait_until
 from pocketqueue.config import Settings
 from pocketqueue.embedded import answers, free_port, redis_server_binary
 
@@ -44,9 +42,7 @@ async def test_jobs_run_through_a_password_protected_redis_without_leaking_it(
 
     settings = make_settings(password_redis, "auth")
     worker = start_worker(settings)
-    app = create_app(settings)
-    transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://pq") as client:
+    async with api_client(settings) as client:
         job = (await client.post("/api/queue/dispatch", json={"task": "tests.add", "args": [1, 2]})).json()
         done = await client.get(f"/api/queue/wait/{job['job_id']}", params={"timeout": 20})
         health = await client.get("/api/queue/health")

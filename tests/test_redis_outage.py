@@ -10,8 +10,7 @@ import httpx
 import pytest
 import redis
 
-from conftest import make_settings
-from pocketqueue.api.app import create_app
+from conftest import api_client, make_settings
 from pocketqueue.embedded import LocalRedis
 from pocketqueue.jobs import watcher as watcher_module
 from pocketqueue.jobs.keys import Keys
@@ -23,10 +22,8 @@ async def outage(tmp_path: Path) -> AsyncIterator[tuple[LocalRedis, httpx.AsyncC
     """An API whose Redis (with AOF on) the test may stop and start."""
     server = LocalRedis(tmp_path, write_port_file=False)
     server.start()
-    app = create_app(make_settings(server.url, "outage"))
-    transport = httpx.ASGITransport(app=app)
     try:
-        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://pq") as c:
+        async with api_client(make_settings(server.url, "outage")) as c:
             yield server, c
     finally:
         server.stop()

@@ -12,8 +12,7 @@ import httpx
 import pytest
 import redis
 
-from conftest import WorkerProcess, make_settings
-from pocketqueue.api.app import create_app
+from conftest import WorkerProcess, api_client, make_settings
 from pocketqueue.config import Settings
 from test_api import assert_problem, dispatch
 
@@ -145,9 +144,7 @@ async def slow_retry_client(
     """The API and a worker on a private queue whose retries wait 3 s (long enough to watch)."""
     settings = make_settings(redis_url, uuid.uuid4().hex[:8], queue_retry_delays=[3.0])
     start_worker(settings)
-    app = create_app(settings)
-    transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://pq") as c:
+    async with api_client(settings) as c:
         yield c, settings
 
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,7 @@ import httpx
 import pytest
 import redis
 
-from conftest import WorkerProcess, wait_until
-from pocketqueue.api.app import create_app
+from conftest import WorkerProcess, api_client, wait_until
 from pocketqueue.config import Settings
 from pocketqueue.embedded import LocalRedis
 from pocketqueue.jobs.keys import Keys, queue_list, queue_lists
@@ -112,15 +110,6 @@ def wait_completed_and_acknowledged(client: redis.Redis, settings: Settings, job
     """Wait for the job to complete and its message to be acknowledged: no copy is left to deliver again."""
     wait_until(lambda: status(client, settings, job_id) == "completed", timeout=20)
     wait_until(lambda: not broker_copies(client, settings, job_id), timeout=10)
-
-
-@asynccontextmanager
-async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The API, in-process, on `settings` (the `client` fixture is bound to the session's)."""
-    app = create_app(settings)
-    transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://pq") as c:
-        yield c
 
 
 # 1. Priorities -------------------------------------------------------------------------
@@ -277,7 +266,7 @@ async def test_a_cancelled_scheduled_job_never_runs(
             assert await TaskCancelNode().run_async(shared) == "cancelled"
             assert shared["job"].status == JobStatus.CANCELLED
         else:
-            async with api(settings) as client:
+            async with api_client(settings) as client:
                 response = await client.delete(f"/api/queue/cancel/{cancelled.job_id}")
             assert response.status_code == 200, response.text
             assert response.json()["status"] == "cancelled"

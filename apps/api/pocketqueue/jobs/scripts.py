@@ -22,6 +22,13 @@ local function move(from_status, to_status, score)
   redis.call('ZADD', key('index', to_status), score, job_id)
 end
 
+-- Put the job back on the broker: status queued, indexed as such, its message pushed.
+local function requeue(from_status, now, list, message)
+  redis.call('HSET', job, 'status', 'queued')
+  move(from_status, 'queued', now)
+  redis.call('LPUSH', list, message)
+end
+
 -- The record's fields are written; end the job: drop its lease, schedule entry and
 -- unique key, expire it, move and trim its index, and wake anyone waiting on it.
 local function finish(from_status, to_status, now, ttl)
@@ -192,11 +199,9 @@ if status ~= 'scheduled' and status ~= 'retrying' then
 end
 local due = redis.call('ZSCORE', key('schedule'), job_id)
 if not due or tonumber(due) > tonumber(ARGV[3]) then return 'not_due' end
-redis.call('HSET', job, 'status', 'queued')
 redis.call('HDEL', job, 'run_at')
 redis.call('ZREM', key('schedule'), job_id)
-move(status, 'queued', ARGV[3])
-redis.call('LPUSH', ARGV[5], ARGV[4])
+requeue(status, ARGV[3], ARGV[5], ARGV[4])
 return 'ok'
 """
 )
@@ -223,9 +228,7 @@ if tonumber(attempts) > (tonumber(max_retries) or 0) then
   finish('processing', 'failed', ARGV[4], tonumber(ARGV[8]))
   return 'failed'
 end
-redis.call('HSET', job, 'status', 'queued')
-move('processing', 'queued', ARGV[4])
-redis.call('LPUSH', ARGV[7], ARGV[6])
+requeue('processing', ARGV[4], ARGV[7], ARGV[6])
 return 'requeued'
 """
 )
@@ -242,9 +245,7 @@ if status ~= 'processing' or worker ~= ARGV[3] then return status or 'missing' e
 redis.call('HINCRBY', job, 'attempts', -1)
 redis.call('HDEL', job, 'claim', 'started_at', 'worker')
 redis.call('DEL', key('lease', job_id))
-redis.call('HSET', job, 'status', 'queued')
-move('processing', 'queued', ARGV[4])
-redis.call('LPUSH', ARGV[6], ARGV[5])
+requeue('processing', ARGV[4], ARGV[6], ARGV[5])
 return 'ok'
 """
 )
@@ -286,10 +287,9 @@ for _, field in ipairs(redis.call('HKEYS', job)) do
   if string.sub(field, 1, 6) == 'error:' then redis.call('HDEL', job, field) end
 end
 redis.call('HDEL', job, 'error', 'result', 'partial_errors', 'started_at', 'finished_at', 'worker', 'step', 'claim')
-redis.call('HSET', job, 'status', 'queued', 'attempts', '0', 'progress', '0')
+redis.call('HSET', job, 'attempts', '0', 'progress', '0')
 redis.call('PERSIST', job)
-move('failed', 'queued', ARGV[3])
-redis.call('LPUSH', ARGV[5], ARGV[4])
+requeue('failed', ARGV[3], ARGV[5], ARGV[4])
 return 'ok'
 """
 )
