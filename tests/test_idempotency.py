@@ -13,6 +13,7 @@ import redis
 
 from conftest import api_client, make_settings, wait_until
 from pocketqueue.config import Settings
+from pocketqueue.jobs.keys import Keys
 from test_api import assert_problem, dispatch
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -65,9 +66,13 @@ async def test_fifty_concurrent_dispatches_with_one_key_create_one_job_that_runs
     assert sync_redis.lrange(runs, 0, -1) == [f"{job_id}:1"]
 
 
-async def test_a_unique_key_allows_one_active_job_and_names_it_in_the_conflict(client: httpx.AsyncClient) -> None:
+async def test_a_unique_key_allows_one_active_job_and_names_it_in_the_conflict(
+    client: httpx.AsyncClient, settings: Settings, sync_redis: redis.Redis
+) -> None:
     unique = new_key()
     first = await dispatch(client, "pocketqueue.debug", kwargs={"sleep": 1}, unique_key=unique)
+    held = Keys(settings.queue_key_prefix).unique(unique)
+    assert sync_redis.get(held) == first["job_id"]
     clash = await post(client, {"task": "tests.add", "args": [1, 2], "unique_key": unique})
     problem = assert_problem(clash, 409, "unique-job-active")
     assert problem["job_id"] == first["job_id"]
@@ -75,6 +80,7 @@ async def test_a_unique_key_allows_one_active_job_and_names_it_in_the_conflict(c
 
     done = await client.get(f"/api/queue/wait/{first['job_id']}", params={"timeout": 20})
     assert done.json()["status"] == "completed"
+    assert not sync_redis.exists(held)  # freed by the script that finished the job
     second = await dispatch(client, "tests.add", args=[1, 2], unique_key=unique)  # free once finished
     cancelled = await dispatch(client, "pocketqueue.debug", kwargs={"sleep": 5}, unique_key=new_key())
     await client.delete(f"/api/queue/cancel/{cancelled['job_id']}")
@@ -107,7 +113,7 @@ async def test_an_idempotency_key_expires_after_its_ttl(
     client, settings = short_memory
     key = new_key()
     first = await post(client, {"task": "tests.add", "args": [1, 2]}, key)
-    stored = f"{settings.queue_key_prefix}:idempotency:{key}"
+    stored = Keys(settings.queue_key_prefix).idempotency(key)  # the name the Lua script writes
     assert 0 < sync_redis.ttl(stored) <= 1
     wait_until(lambda: not sync_redis.exists(stored), timeout=5)
     later = await post(client, {"task": "tests.add", "args": [1, 2]}, key)

@@ -14,6 +14,7 @@ import redis
 
 from conftest import WorkerProcess, api_client, make_settings
 from pocketqueue.config import Settings
+from pocketqueue.jobs.keys import Keys
 from test_api import assert_problem, dispatch
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -162,7 +163,7 @@ async def test_between_attempts_the_job_is_retrying_in_the_schedule_with_a_jitte
     assert state["error"]["message"] == "boom"
     run_at = state["run_at"]
     assert run_at is not None
-    due = sync_redis.zscore(f"{settings.queue_key_prefix}:schedule", job["job_id"])
+    due = sync_redis.zscore(Keys(settings.queue_key_prefix).schedule, job["job_id"])
     assert due is not None
     assert 3 * 0.8 - 0.5 <= due - failed_at <= 3 * 1.2 + 0.1  # QUEUE_RETRY_DELAYS[0], +-20% jitter
 
@@ -172,7 +173,7 @@ async def test_between_attempts_the_job_is_retrying_in_the_schedule_with_a_jitte
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
     assert (await client.delete(f"/api/queue/cancel/{other['job_id']}")).json()["status"] == "cancelled"
-    assert sync_redis.zscore(f"{settings.queue_key_prefix}:schedule", other["job_id"]) is None
+    assert sync_redis.zscore(Keys(settings.queue_key_prefix).schedule, other["job_id"]) is None
 
     done = await finished(client, job["job_id"])
     assert (done["status"], done["attempts"]) == ("failed", 2)

@@ -47,16 +47,9 @@ class Settings(BaseSettings):
         # `REDIS_URL=` in a .env file means "not set", not "connect to ''".
         return None if value in ("", None) else value
 
-    @field_validator("task_modules", mode="before")
+    @field_validator("task_modules", "queue_retry_delays", mode="before")
     @classmethod
-    def _split_modules(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("queue_retry_delays", mode="before")
-    @classmethod
-    def _split_delays(cls, value: Any) -> Any:
+    def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
