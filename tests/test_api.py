@@ -96,8 +96,8 @@ async def test_nan_is_not_json_and_is_refused(client: httpx.AsyncClient) -> None
         content=b'{"task": "pocketqueue.debug", "kwargs": {"result": NaN}}',
         headers={"content-type": "application/json"},
     )
-    body = assert_problem(response, 422, "invalid-request")
-    assert "NaN" in str(body["errors"])
+    body = assert_problem(response, 422, "invalid-payload")
+    assert "NaN" in body["detail"]
 
 
 async def test_invalid_json_is_a_422_problem(client: httpx.AsyncClient) -> None:

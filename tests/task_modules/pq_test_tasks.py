@@ -108,3 +108,21 @@ def fail_once(job: JobContext, key: str) -> int:
     if runs == 1:
         raise RuntimeError("first run fails on purpose")
     return runs
+
+
+@task(name="tests.returns")
+def returns(job: JobContext, kind: str, size: int = 0) -> Any:
+    """Returns a value a record cannot carry, by `kind`: 'deep' (nested `size` levels), 'big' (`size` bytes), 'surrogate'."""
+    if kind == "deep":
+        value: Any = 1
+        for _ in range(size):
+            value = [value]
+        return value
+    if kind == "big":
+        return "x" * size
+    return "lone \ud800 surrogate"
+
+
+@task(name="tests.raises_surrogate")
+def raises_surrogate(job: JobContext) -> None:
+    raise ValueError("cannot encode \ud800 as UTF-8")

@@ -41,6 +41,18 @@ class Settings(BaseSettings):
     queue_idempotency_ttl_seconds: int = Field(default=86_400, ge=1)
     queue_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
+    # Limits on what a caller can hand the queue (see jobs/payload.py for why each exists).
+    # Nesting is capped at 64 whatever the setting: every hop a job's arguments take (the
+    # API's JSON parser and response encoder, Celery's message, billiard's pickle to the
+    # pool process) survives well past that, so no accepted job can crash a worker.
+    queue_max_json_depth: int = Field(default=32, ge=1, le=64)
+    queue_max_result_bytes: int = Field(default=1_048_576, ge=1)
+    # A message a worker receives again and again without its job ever starting (it
+    # crashed the worker, or could not be handed to a pool process) is quarantined: the
+    # job fails into the dead letters instead of crash-looping every worker.
+    queue_max_deliveries: int = Field(default=5, ge=1, le=100)
+    api_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
     @field_validator("redis_url", "celery_broker_url", "celery_result_backend", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from pocketqueue.jobs.models import Job, Priority
-from pocketqueue.jobs.request import MAX_DELAY_SECONDS, DispatchRequest
+from pocketqueue.jobs.request import MAX_DELAY_SECONDS, MAX_KEY_LENGTH, DispatchRequest
 
 MAX_BATCH = 1000
 MAX_WAIT_SECONDS = 300.0
 DEFAULT_WAIT_SECONDS = 30.0
 MAX_PAGE = 500
-Key = Field(default=None, min_length=1, max_length=200)
+MAX_OFFSET = 1_000_000  # past this, page with filters instead: Redis walks the set to reach it
+Key = Field(default=None, min_length=1, max_length=MAX_KEY_LENGTH)
+JobIdField = Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH)]
+
+# Numbers and booleans in request bodies are exact: `{"sleep": false}` is not a number
+# and `"5"` is not an int. Per field, not per model: FastAPI validates parsed Python
+# values, so a strict model would also refuse ISO 8601 strings for times and enum values.
+STRICT = ConfigDict(extra="forbid")
 
 
 class JobCreate(BaseModel):
@@ -25,27 +31,21 @@ class JobCreate(BaseModel):
         json_schema_extra={"examples": [{"task": "pocketqueue.debug", "kwargs": {"sleep": 1, "result": "hi"}}]},
     )
 
-    task: str = Field(min_length=1, max_length=200)
+    task: str = Field(min_length=1, max_length=MAX_KEY_LENGTH)
     args: list[Any] = Field(default_factory=list)
     kwargs: dict[str, Any] = Field(default_factory=dict)
     priority: Priority = Priority.NORMAL
-    max_retries: int | None = Field(default=None, ge=0, le=100, description="Overrides the task's retries")
-    delay_seconds: float | None = Field(default=None, ge=0, le=MAX_DELAY_SECONDS, description="Run no sooner")
+    max_retries: int | None = Field(default=None, strict=True, ge=0, le=100, description="Overrides the task's retries")
+    delay_seconds: float | None = Field(
+        default=None, strict=True, ge=0, le=MAX_DELAY_SECONDS, description="Run no sooner (seconds)"
+    )
     eta: AwareDatetime | None = Field(default=None, description="Run no sooner than this (ISO 8601, with offset)")
     idempotency_key: str | None = Key
     unique_key: str | None = Key
 
-    @model_validator(mode="after")
-    def _strict_json(self) -> JobCreate:
-        # Python's JSON parser accepts NaN and Infinity; they are not JSON, so a worker
-        # (or another client reading the job) could not read them back.
-        try:
-            json.dumps([self.args, self.kwargs], allow_nan=False)
-        except ValueError:
-            raise ValueError("args and kwargs must be plain JSON (no NaN or Infinity)") from None
-        if self.delay_seconds is not None and self.eta is not None:
-            raise ValueError("give delay_seconds or eta, not both")
-        return self
+    # What the schema cannot say (nesting depth, lone surrogates, NaN, 64-bit integers,
+    # eta's bound, delay_seconds with eta) is checked by DispatchRequest.check, the path
+    # every entry point shares: a 422 problem naming the limit, before anything is written.
 
     def to_request(self, idempotency_key: str | None) -> DispatchRequest:
         return DispatchRequest(
@@ -72,9 +72,9 @@ class JobPublic(Job):
 class BatchStatusRequest(BaseModel):
     """Job ids to look up together."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    job_ids: list[str] = Field(min_length=1, max_length=MAX_BATCH)
+    job_ids: list[JobIdField] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class BatchStatusPublic(BaseModel):
@@ -96,10 +96,10 @@ class DeadLetterPage(BaseModel):
 class RedriveRequest(BaseModel):
     """Which dead-lettered jobs to re-drive; an empty body re-drives them all."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    job_ids: list[str] | None = Field(default=None, min_length=1, max_length=MAX_BATCH)
-    task: str | None = Field(default=None, min_length=1, max_length=200)
+    job_ids: list[JobIdField] | None = Field(default=None, min_length=1, max_length=MAX_BATCH)
+    task: str | None = Field(default=None, min_length=1, max_length=MAX_KEY_LENGTH)
     error_type: str | None = Field(default=None, min_length=1, max_length=200)
 
 
@@ -113,12 +113,12 @@ class RedrivePublic(BaseModel):
 class DebugJobCreate(BaseModel):
     """Arguments for the built-in `pocketqueue.debug` task."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    sleep: float = Field(default=0, ge=0, le=3600)
-    fail: bool = False
+    sleep: float = Field(default=0, strict=True, ge=0, le=3600)
+    fail: bool = Field(default=False, strict=True)
     result: Any = None
-    steps: int = Field(default=0, ge=0, le=1000)
+    steps: int = Field(default=0, strict=True, ge=0, le=1000)
 
 
 class RedisHealth(BaseModel):

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+
+from pocketqueue.errors import QueueError
+from pocketqueue.jobs.payload import check_json
+
+# Values read back from a record are checked as dispatch checks them, at the deepest
+# nesting any setting allows: a record written by an older version (or by hand) that
+# breaks the rules is shown with that field emptied and named in `unreadable`, instead
+# of failing every read, wait and listing that touches it.
+READ_DEPTH = 64
 
 
 class JobStatus(StrEnum):
@@ -77,6 +87,9 @@ class Job(BaseModel):
     worker: str | None = None
     idempotency_key: str | None = None
     unique_key: str | None = None
+    # Fields of the record that could not be decoded (written by an older version, or
+    # by hand), with why; they are shown empty. None for every record PocketQueue writes now.
+    unreadable: dict[str, str] | None = None
 
     def to_hash(self, ttl_seconds: int) -> dict[str, str]:
         """The fields written when the job is created; workers fill in the rest."""
@@ -105,19 +118,21 @@ class Job(BaseModel):
     @classmethod
     def from_hash(cls, raw: Mapping[Any, Any]) -> Job:
         """Decode a record read with `decode_responses=True` (str keys and values)."""
+        unreadable: dict[str, str] = {}
+        content = _Content(raw, unreadable)
         return cls(
             job_id=raw["job_id"],
             task=raw["task"],
-            args=json.loads(raw.get("args", "[]")),
-            kwargs=json.loads(raw.get("kwargs", "{}")),
+            args=content.json("args", []),
+            kwargs=content.json("kwargs", {}),
             status=JobStatus(raw["status"]),
             priority=Priority(raw.get("priority", "normal")),
             progress=int(raw.get("progress", "0")),
             step=raw.get("step") or None,
-            result=json.loads(raw["result"]) if "result" in raw else None,
-            partial_errors=json.loads(raw["partial_errors"]) if "partial_errors" in raw else None,
-            error=JobError.model_validate_json(raw["error"]) if "error" in raw else None,
-            attempt_errors=[JobError.model_validate_json(raw[key]) for key in _attempt_error_fields(raw)],
+            result=content.json("result", None),
+            partial_errors=content.json("partial_errors", None),
+            error=content.error("error"),
+            attempt_errors=[error for key in _attempt_error_fields(raw) if (error := content.error(key))],
             attempts=int(raw.get("attempts", "0")),
             max_retries=int(raw.get("max_retries", "0")),
             created_at=_datetime(raw["created_at"]),
@@ -127,7 +142,61 @@ class Job(BaseModel):
             worker=raw.get("worker") or None,
             idempotency_key=raw.get("idempotency_key") or None,
             unique_key=raw.get("unique_key") or None,
+            unreadable=unreadable or None,
         )
+
+
+class _Content:
+    """Decodes a record's JSON fields, noting (not raising) those that cannot be shown."""
+
+    def __init__(self, raw: Mapping[Any, Any], unreadable: dict[str, str]) -> None:
+        self.raw = raw
+        self.unreadable = unreadable
+
+    def json(self, name: str, empty: Any) -> Any:
+        text = self.raw.get(name)
+        if text is None:
+            return empty
+        try:
+            value = json.loads(text)
+            check_json(value, name, READ_DEPTH)
+        except (ValueError, RecursionError, QueueError) as exc:
+            self.unreadable[name] = str(exc)[:500]
+            return empty
+        return value
+
+    def error(self, name: str) -> JobError | None:
+        text = self.raw.get(name)
+        if text is None:
+            return None
+        try:
+            error = JobError.model_validate_json(text)
+            for part, value in (("message", error.message), ("traceback", error.traceback)):
+                check_json(value, f"{name}.{part}", 1)
+        except (ValidationError, QueueError) as exc:
+            self.unreadable[name] = str(exc)[:500]
+            return None
+        return error
+
+
+log = logging.getLogger(__name__)
+
+
+def decode_record(job_id: str, raw: Mapping[Any, Any]) -> Job | None:
+    """The job in `raw` (an HGETALL reply), or None if there is none or it cannot be a job at all.
+
+    Fields a caller sent or a task returned are decoded leniently (see `Job.unreadable`).
+    The fields PocketQueue's own scripts write (status, times, counters) can only be
+    broken by hand; such a record is logged and read as missing, so it can never break
+    a listing or a batch read for everyone else.
+    """
+    if not raw:
+        return None
+    try:
+        return Job.from_hash(raw)
+    except (KeyError, ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+        log.warning("job %s: record cannot be decoded (%s: %s); read as missing", job_id, type(exc).__name__, exc)
+        return None
 
 
 # Each failed attempt's error is its own hash field, `error:<attempt>`, so recording one

@@ -10,8 +10,10 @@ from typing import Any
 
 from pocketqueue.errors import InvalidRequest
 from pocketqueue.jobs.models import Priority
+from pocketqueue.jobs.payload import check_json
 
 MAX_DELAY_SECONDS = 366 * 86_400
+MAX_KEY_LENGTH = 200  # task names, idempotency and unique keys
 
 
 @dataclass(frozen=True)
@@ -35,16 +37,39 @@ class DispatchRequest:
     idempotency_key: str | None = None
     unique_key: str | None = None
 
-    def check(self) -> None:
-        """Raise InvalidRequest for options that cannot go together (HTTP's schema checks the same)."""
-        if self.eta is not None and self.eta.tzinfo is None:
-            raise InvalidRequest("eta must be timezone-aware (an ISO 8601 time with an offset, e.g. Z or +02:00)")
+    def check(self, max_json_depth: int, now: datetime) -> None:
+        """Raise InvalidRequest unless a worker can carry and run this request.
+
+        Every entry point's dispatch passes through here before anything is written, so
+        what HTTP's schema checks is checked again for callers that skip the schema.
+        """
+        for name, text in (
+            ("task", self.task),
+            ("idempotency_key", self.idempotency_key),
+            ("unique_key", self.unique_key),
+        ):
+            if text is not None and not 0 < len(text) <= MAX_KEY_LENGTH:
+                raise InvalidRequest(f"{name} must be 1 to {MAX_KEY_LENGTH} characters long")
+            check_json(text, name, 1)
+        if not isinstance(self.args, list | tuple) or not isinstance(self.kwargs, dict):
+            raise InvalidRequest("args must be a list and kwargs an object")
+        check_json(self.args, "args", max_json_depth)
+        check_json(self.kwargs, "kwargs", max_json_depth)
+        self._check_timing(now)
+        if self.max_retries is not None and not 0 <= self.max_retries <= 100:
+            raise InvalidRequest("max_retries must be from 0 to 100")
+
+    def _check_timing(self, now: datetime) -> None:
         if self.eta is not None and self.delay_seconds is not None:
             raise InvalidRequest("give delay_seconds or eta, not both")
         if self.delay_seconds is not None and not 0 <= self.delay_seconds <= MAX_DELAY_SECONDS:
             raise InvalidRequest(f"delay_seconds must be from 0 to {MAX_DELAY_SECONDS} (366 days)")
-        if self.max_retries is not None and not 0 <= self.max_retries <= 100:
-            raise InvalidRequest("max_retries must be from 0 to 100")
+        if self.eta is None:
+            return
+        if self.eta.tzinfo is None:
+            raise InvalidRequest("eta must be timezone-aware (an ISO 8601 time with an offset, e.g. Z or +02:00)")
+        if self.eta - now > timedelta(seconds=MAX_DELAY_SECONDS):
+            raise InvalidRequest(f"eta must be at most {MAX_DELAY_SECONDS} s (366 days) from now, like delay_seconds")
 
     def run_at(self, now: datetime) -> datetime | None:
         """When the job is due, if later than `now`; None to queue it at once."""

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from pocketqueue.jobs import scripts
 from pocketqueue.jobs.keys import Keys, queue_lists
-from pocketqueue.jobs.models import Job, now_timestamp
+from pocketqueue.jobs.models import Job, decode_record, now_timestamp
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class JobStore:
 
     async def get(self, job_id: str) -> Job | None:
         raw = await self.redis.hgetall(self.keys.job(job_id))
-        return Job.from_hash(raw) if raw else None
+        return decode_record(job_id, raw)
 
     async def get_many(self, job_ids: Sequence[str]) -> list[Job | None]:
         """Read many records in one round trip; None where a job does not exist."""
@@ -76,13 +76,13 @@ class JobStore:
             for job_id in job_ids:
                 pipe.hgetall(self.keys.job(job_id))
             rows = await pipe.execute()
-        return [Job.from_hash(raw) if raw else None for raw in rows]
+        return [decode_record(job_id, raw) for job_id, raw in zip(job_ids, rows, strict=True)]
 
     async def cancel(self, job_id: str) -> tuple[str, Job | None]:
         """Cancel an active job; returns (status before, record after)."""
         before, flat = await self._cancel(args=[self.keys.prefix, job_id, now_timestamp()])
         raw = dict(zip(flat[::2], flat[1::2], strict=True))
-        return before, (Job.from_hash(raw) if raw else None)
+        return before, decode_record(job_id, raw)
 
     async def redrive(self, job_id: str, message: str, queue_list: str) -> str:
         """Queue a failed job again (same id, attempts reset); 'ok', 'unique:<holder>' or its status."""

@@ -10,7 +10,8 @@ from redis import Redis
 
 from pocketqueue.jobs import scripts
 from pocketqueue.jobs.keys import Keys
-from pocketqueue.jobs.models import ATTEMPT_ERROR_PREFIX, Job, JobError, JobStatus, now_timestamp
+from pocketqueue.jobs.models import ATTEMPT_ERROR_PREFIX, Job, JobError, JobStatus, decode_record, now_timestamp
+from pocketqueue.jobs.payload import PayloadError, check_json
 from pocketqueue.jobs.registry import PermanentError
 
 ANY_ATTEMPT = "*"
@@ -158,8 +159,7 @@ class WorkerJobStore:
         return outcome
 
     def get(self, job_id: str) -> Job | None:
-        raw = self.redis.hgetall(self.keys.job(job_id))
-        return Job.from_hash(raw) if raw else None
+        return decode_record(job_id, self.redis.hgetall(self.keys.job(job_id)))
 
     def announce_worker(self, name: str, info: dict[str, Any], ttl_seconds: int) -> None:
         """Refresh this worker's heartbeat key (it lapses `ttl_seconds` after the worker stops)."""
@@ -173,9 +173,24 @@ class ResultNotJSON(PermanentError, TypeError):
     """A task returned something JSON cannot hold; another attempt would return it again."""
 
 
-def to_json(value: Any) -> str:
-    """Serialise a task's return value, or raise ResultNotJSON naming what is wrong."""
+class ResultTooLarge(PermanentError, ValueError):
+    """A task returned more than QUEUE_MAX_RESULT_BYTES; another attempt would too."""
+
+
+def to_json(value: Any, max_depth: int = 32, max_bytes: int | None = None) -> str:
+    """Serialise a task's return value, or raise ResultNotJSON / ResultTooLarge naming what is wrong.
+
+    The same rules as a dispatch's arguments (jobs/payload.py): every reader of the
+    record, the API's response encoder included, must be able to carry it.
+    """
     try:
-        return json.dumps(value, allow_nan=False)  # NaN is not JSON; clients would choke on it
-    except (TypeError, ValueError) as exc:
-        raise ResultNotJSON(f"the task's return value is not JSON-serialisable: {exc}") from exc
+        check_json(value, "result", max_depth)
+    except PayloadError as exc:
+        raise ResultNotJSON(f"the task's return value is not JSON-serialisable: {exc.detail}") from None
+    text = json.dumps(value)
+    if max_bytes is not None and len(text) > max_bytes:  # ASCII (json escapes the rest): chars are bytes
+        raise ResultTooLarge(
+            f"the task's return value is {len(text)} bytes as JSON, over QUEUE_MAX_RESULT_BYTES ({max_bytes}); "
+            "store large outputs elsewhere (a file, object storage) and return where they are"
+        )
+    return text

@@ -36,13 +36,13 @@ class CeleryTaskDispatchNode(AsyncNode):  # type: ignore[misc]
     async def exec_async(self, prep_res: tuple[QueueRuntime, DispatchRequest]) -> Outcome:
         runtime, request = prep_res
         settings = runtime.settings
+        now = datetime.now(UTC)
         try:
-            request.check()
+            request.check(settings.queue_max_json_depth, now)
             spec = lookup(request.task)
             spec.check_arguments(request.args, request.kwargs)
         except QueueError as rejected:
             return "rejected", rejected
-        now = datetime.now(UTC)
         run_at = request.run_at(now)
         max_retries = request.max_retries
         if max_retries is None:
@@ -50,7 +50,7 @@ class CeleryTaskDispatchNode(AsyncNode):  # type: ignore[misc]
         job = Job(
             job_id=str(uuid.uuid4()),
             task=request.task,
-            args=request.args,
+            args=list(request.args),
             kwargs=request.kwargs,
             status=JobStatus.SCHEDULED if run_at is not None else JobStatus.QUEUED,
             priority=request.priority,

@@ -75,11 +75,12 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
         heartbeats.add(context, interval=settings.lease_seconds / 3)
         try:
             value = spec.func(context, *args, **kwargs)
+            depth, most = settings.queue_max_json_depth, settings.queue_max_result_bytes
             if isinstance(value, Partial):
-                fields = (to_json(value.result), to_json(value.errors))
+                fields = (to_json(value.result, depth, most), to_json(value.errors, depth, most))
                 record = lambda: store.partial(job_id, token, *fields)  # noqa: E731
             else:
-                result_json = to_json(value)
+                result_json = to_json(value, depth, most)
                 record = lambda: store.complete(job_id, token, result_json)  # noqa: E731
         except JobCancelled:
             log.info("job %s stopped: %s", job_id, context.status)
@@ -116,8 +117,16 @@ def _error(exc: BaseException, attempt: int, soft_limit: int) -> JobError:
     message = str(exc)
     if isinstance(exc, SoftTimeLimitExceeded):
         message = f"soft time limit exceeded ({soft_limit} s, QUEUE_TASK_SOFT_TIME_LIMIT)"
-    trace = traceback.format_exc()
-    return JobError(type=type(exc).__name__, message=message, traceback=trace[-8000:], attempt=attempt)
+    trace = traceback.format_exc()[-8000:]
+    return JobError(
+        type=type(exc).__name__, message=_printable(message[:8000]), traceback=_printable(trace), attempt=attempt
+    )
+
+
+def _printable(text: str) -> str:
+    # An exception's text can hold anything, lone surrogates included; escaped, it can
+    # always be stored and shown.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 MAX_BACKOFF_SECONDS = 3600.0
