@@ -112,7 +112,10 @@ def fail_once(job: JobContext, key: str) -> int:
 
 @task(name="tests.returns")
 def returns(job: JobContext, kind: str, size: int = 0) -> Any:
-    """Returns a value a record cannot carry, by `kind`: 'deep' (nested `size` levels), 'big' (`size` bytes), 'surrogate'."""
+    """Returns a value a record cannot carry, by `kind`.
+
+    'deep': nested `size` levels; 'big': `size` bytes; anything else: a lone surrogate.
+    """
     if kind == "deep":
         value: Any = 1
         for _ in range(size):

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from types import FrameType
 from typing import NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -21,6 +22,7 @@ from pocketqueue import admin
 from pocketqueue.config import Settings, get_settings
 from pocketqueue.embedded import LocalRedis, answers
 from pocketqueue.errors import QueueError
+from pocketqueue.supervise import Child, Supervisor
 
 
 def redacted(url: str) -> str:
@@ -77,24 +79,33 @@ def run_redis(settings: Settings) -> None:
 
 
 def run_up(settings: Settings) -> int:
-    """Start Redis (unless REDIS_URL is set), a worker and the API; stop them all together."""
+    """Start Redis (unless REDIS_URL is set), a worker and the API; restart any that exits; stop all on a signal."""
     server = LocalRedis(settings.data_dir) if settings.uses_local_redis else None
-    children: list[subprocess.Popen[bytes]] = []
+    supervisor = Supervisor()
     try:
         if server is not None:
-            print(f"Local Redis: {server.start()} (data in {settings.data_dir}/redis)", flush=True)
+            supervisor.start(Child("redis", partial(_start_redis, server), lambda _: server.stop()))
+            print(f"Local Redis: {server.url} (data in {settings.data_dir}/redis)", flush=True)
         require_redis(settings)
+        grace = settings.queue_shutdown_grace_seconds + 10
         for part in ("worker", "api"):
-            children.append(subprocess.Popen([sys.executable, "-m", "pocketqueue", part], start_new_session=True))
+            supervisor.start(Child(part, partial(_spawn, part), partial(_stop, grace=grace)))
         base = f"http://{settings.api_host}:{settings.api_port}"
         print(f"PocketQueue API: {base}/api/queue   docs: {base}/docs   (Ctrl-C stops everything)", flush=True)
-        _wait_for_stop_signal(lambda: all(child.poll() is None for child in children))
-        return 0 if all(child.poll() is None for child in children) else 1
+        _wait_for_stop_signal(supervisor.keep_running)
+        return 0 if supervisor.failure is None else 1
     finally:
-        for child in reversed(children):  # API first, then the worker (it finishes running jobs)
-            _stop(child, grace=settings.queue_shutdown_grace_seconds + 10)
-        if server is not None:
-            server.stop()
+        supervisor.stop_all()
+
+
+def _start_redis(server: LocalRedis) -> subprocess.Popen[bytes]:
+    server.start()
+    assert server.process is not None  # start() raises unless it is running
+    return server.process
+
+
+def _spawn(part: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "pocketqueue", part], start_new_session=True)
 
 
 def _stop(child: subprocess.Popen[bytes], grace: float = 30.0) -> None:
