@@ -93,7 +93,8 @@ return {'created', job_id}
 # 'running' (a live lease: this message is a duplicate), 'orphaned' (processing with no
 # lease: the janitor recovers it) or the job's status. Every later write of the attempt
 # (heartbeat, outcome, retry) must present the token: attempt numbers repeat after a
-# re-drive, tokens never do.
+# re-drive, tokens never do. Starting clears the poison-message count (see COUNT_DELIVERY):
+# the message was carried all the way, whatever crashed before.
 START = (
     _LIBRARY
     + """
@@ -108,7 +109,7 @@ end
 if status ~= 'queued' then return {status} end
 local attempt = redis.call('HINCRBY', job, 'attempts', 1)
 redis.call('HSET', job, 'status', 'processing', 'started_at', ARGV[3], 'worker', ARGV[4], 'claim', ARGV[6])
-redis.call('HDEL', job, 'run_at')
+redis.call('HDEL', job, 'run_at', 'deliveries', 'last_delivery')
 redis.call('SET', key('lease', job_id), ARGV[4], 'PX', ARGV[5])
 move('queued', 'processing', ARGV[3])
 return {'started', attempt, tonumber(max_retries) or 0}
@@ -166,6 +167,35 @@ if ARGV[5] == 'failed' and from_status == 'processing' then
 end
 finish(from_status, ARGV[5], ARGV[6], tonumber(ARGV[7]) or tonumber(ttl) or 86400)
 return 'ok'
+"""
+)
+
+# ARGV: prefix, job_id, delivery token (one per delivery), now, max deliveries, error json,
+#       dead-letter ttl
+# A worker received a message the broker had handed out before (kombu marks it redelivered)
+# for a job that has not started: whoever took it earlier died or lost it before the job
+# began, maybe because of the message itself (it killed the worker's main process). Counts
+# the delivery while the job is `queued` only: a running job's message comes back every
+# visibility timeout, and that is not the message's fault. The first delivery is never
+# counted (workers do not call this for a fresh message: no round trip on the hot path),
+# so the count starts at 2. Past `max deliveries` the job fails into the dead letters with
+# `error` (a PoisonMessage) instead of crashing worker after worker. A resent call (same
+# token) counts nothing twice. START clears the count.
+# Returns {'ok', deliveries} (hand the message on), {'quarantined', deliveries} (failed
+# now), or {status found, 0}: 'missing' or anything but queued (the record decides).
+COUNT_DELIVERY = (
+    _LIBRARY
+    + """
+local status, seen, last = unpack(redis.call('HMGET', job, 'status', 'deliveries', 'last_delivery'))
+if not status then return {'missing', 0} end
+if status ~= 'queued' then return {status, 0} end
+if last == ARGV[3] then return {'ok', tonumber(seen)} end
+local deliveries = (tonumber(seen) or 1) + 1
+redis.call('HSET', job, 'deliveries', deliveries, 'last_delivery', ARGV[3])
+if deliveries <= tonumber(ARGV[5]) then return {'ok', deliveries} end
+redis.call('HSET', job, 'status', 'failed', 'finished_at', ARGV[4], 'error', ARGV[6])
+finish('queued', 'failed', ARGV[4], tonumber(ARGV[7]))
+return {'quarantined', deliveries}
 """
 )
 
@@ -286,7 +316,8 @@ end
 for _, field in ipairs(redis.call('HKEYS', job)) do
   if string.sub(field, 1, 6) == 'error:' then redis.call('HDEL', job, field) end
 end
-redis.call('HDEL', job, 'error', 'result', 'partial_errors', 'started_at', 'finished_at', 'worker', 'step', 'claim')
+redis.call('HDEL', job, 'error', 'result', 'partial_errors', 'started_at', 'finished_at', 'worker', 'step', 'claim',
+  'deliveries', 'last_delivery')
 redis.call('HSET', job, 'attempts', '0', 'progress', '0')
 redis.call('PERSIST', job)
 requeue('failed', ARGV[3], ARGV[5], ARGV[4])

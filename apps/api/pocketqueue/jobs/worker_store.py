@@ -44,6 +44,8 @@ class WorkerJobStore:
         self._promote = redis.register_script(scripts.PROMOTE)
         self._recover = redis.register_script(scripts.RECOVER)
         self._hand_back = redis.register_script(scripts.HAND_BACK)
+        self._cancel = redis.register_script(scripts.CANCEL)
+        self._count_delivery = redis.register_script(scripts.COUNT_DELIVERY)
 
     def claim(self, job_id: str, worker: str, lease_ms: int, token: str, started_at: str | None = None) -> Claim:
         """Claim a queued job under `token` (make one per message; retrying with it is safe)."""
@@ -88,6 +90,20 @@ class WorkerJobStore:
         """Fail the attempt `worker` runs, if it started before `before` (epoch s): a hard time limit."""
         fields = ("error", error.model_dump_json())
         return self._record(job_id, ANY_ATTEMPT, worker, JobStatus.FAILED, dead_letter_ttl, before, *fields)
+
+    def count_delivery(
+        self, job_id: str, token: str, max_deliveries: int, error: JobError, dead_letter_ttl: int
+    ) -> tuple[str, int]:
+        """Count a redelivery of a queued job's message; past `max_deliveries`, fail the job (a poison message).
+
+        `token` is new for each delivery (a call resent after a lost reply counts once).
+        Returns ('ok', deliveries), ('quarantined', deliveries), or (the status found, 0).
+        """
+        now, error_json = now_timestamp(), error.model_dump_json()
+        outcome, deliveries = self._count_delivery(
+            args=[self.keys.prefix, job_id, token, now, max_deliveries, error_json, dead_letter_ttl]
+        )
+        return str(outcome), int(deliveries)
 
     def retry(self, job_id: str, token: str, error: JobError, run_at: float) -> str:
         """Park the job as 'retrying' until `run_at` (epoch seconds); 'ok' or the status it found."""
@@ -152,6 +168,11 @@ class WorkerJobStore:
         args = [self.keys.prefix, job_id, token, now_timestamp(), error.model_dump_json(), message, queue_list]
         outcome: str = self._recover(args=[*args, dead_letter_ttl])
         return outcome
+
+    def cancel(self, job_id: str) -> str:
+        """Cancel an active job (a revoke seen by a worker); returns the status it had, or 'missing'."""
+        before, _ = self._cancel(args=[self.keys.prefix, job_id, now_timestamp()])
+        return str(before)
 
     def hand_back(self, job_id: str, worker: str, message: str, queue_list: str) -> str:
         """Requeue a job `worker` is still running as it shuts down, its cut attempt uncounted."""

@@ -5,6 +5,9 @@
   QUEUE_SHUTDOWN_GRACE_SECONDS: after that, the pool's processes are stopped and the jobs
   they were running are handed back (queued again, the cut attempt uncounted).
 - The hard time limit: Celery kills the job's process, so the task never writes its outcome.
+- A revoke (`celery control revoke`, Flower's revoke button): Celery discards the message
+  (or kills the running job's process), so the job's record would stay queued or
+  processing with nothing to run it; it is cancelled instead, as the revoke meant.
 - A task this worker does not know: Celery discards the message, so the job would stay
   queued forever. (The API accepts only tasks it has imported; a worker started with a
   different TASK_MODULES is the usual cause.)
@@ -22,7 +25,14 @@ from typing import Any
 
 from billiard.exceptions import TimeLimitExceeded
 from billiard.process import active_children
-from celery.signals import task_failure, task_unknown, worker_ready, worker_shutdown, worker_shutting_down
+from celery.signals import (
+    task_failure,
+    task_revoked,
+    task_unknown,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 from redis.exceptions import RedisError
 
 from pocketqueue.jobs.models import JobError
@@ -111,6 +121,23 @@ def _record_hard_time_limit(sender: Any = None, task_id: str = "", exception: An
         log.warning("job %s hit the time limit but was not failed: %s", task_id, outcome)
 
 
+def _record_revoke(sender: Any = None, request: Any = None, **_: Any) -> None:
+    from pocketqueue.worker.tasks import JobTask
+
+    job_id = getattr(request, "id", None)
+    if not isinstance(sender, JobTask) or not job_id:
+        return
+    # Also called for PocketQueue's own cancel (its revoke stops the running process);
+    # the record is cancelled already, and CANCEL leaves a finished job as it is.
+    try:
+        before = sender.app.job_store.cancel(job_id)
+    except RedisError as exc:
+        log.error("job %s was revoked but could not be cancelled (%s)", job_id, exc)
+        return
+    if before in ("scheduled", "queued", "processing", "retrying"):
+        log.warning("job %s revoked through Celery: cancelled (was %s)", job_id, before)
+
+
 def _record_unknown_task(sender: Any = None, name: str = "", id: str = "", **_: Any) -> None:
     app = getattr(sender, "app", None)
     store = getattr(app, "job_store", None)
@@ -134,3 +161,4 @@ worker_shutdown.connect(_stop_janitor, weak=False)
 worker_shutting_down.connect(_bound_warm_shutdown, weak=False)
 task_failure.connect(_record_hard_time_limit, weak=False)
 task_unknown.connect(_record_unknown_task, weak=False)
+task_revoked.connect(_record_revoke, weak=False)

@@ -23,6 +23,7 @@ from pocketqueue.jobs.models import JobError, now_timestamp
 from pocketqueue.jobs.registry import TaskSpec, register
 from pocketqueue.jobs.worker_store import Claim, WorkerJobStore, to_json
 from pocketqueue.worker.context import JobCancelled, JobContext, Partial, heartbeats
+from pocketqueue.worker.request import JobRequest
 
 __all__ = ["JobCancelled", "JobContext", "JobTask", "Partial", "backoff", "task"]
 
@@ -57,6 +58,10 @@ def _with_redis_retries(action: Callable[[], T], what: str, job_id: str) -> T:
 class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
     """Base class of every PocketQueue Celery task."""
 
+    # Checks each message in the worker's main process before a pool process gets it, so
+    # a poison message fails its job instead of crash-looping the worker (see request.py).
+    Request = JobRequest
+
     def run_job(self, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         settings = self.app.settings
         store: WorkerJobStore = self.app.job_store
@@ -69,7 +74,15 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
         if not claim.started:
             # A duplicate or stale message: the job is running elsewhere, finished, waiting
             # in the schedule, or orphaned (the janitor requeues it). Acknowledge and drop.
-            log.info("job %s not run: %s", job_id, claim.outcome)
+            if claim.outcome == "missing":
+                log.warning(
+                    "message %s (task %s) dropped: it has no job record (sent by a plain Celery client, beat "
+                    "or Flower?); dispatch PocketQueue jobs over HTTP or with the dispatch flow",
+                    job_id,
+                    self.name,
+                )
+            else:
+                log.info("job %s not run: %s", job_id, claim.outcome)
             return
         context = JobContext(job_id, spec.name, claim.attempt, token, worker, store, lease_ms)
         heartbeats.add(context, interval=settings.lease_seconds / 3)
