@@ -10,7 +10,7 @@ unacknowledged message, restored, kills every restart. A message can come from a
 2. a hand-off that raises anyway (a deep header, anything pickle refuses) is caught;
 3. a crash nothing can catch (the main process killed while handling the message) is
    bounded by counting the message's redeliveries while its job is queued
-   (COUNT_DELIVERY in jobs/scripts.py): past QUEUE_MAX_DELIVERIES it is refused.
+   (jobs/lua/count_delivery.lua): past QUEUE_MAX_DELIVERIES it is refused.
 
 A refused message is quarantined: its job fails while still queued (error type
 PoisonMessage, into the dead letters), the message is acknowledged, and it never reaches

@@ -1,0 +1,38 @@
+-- create.lua
+-- ARGV: prefix, job_id, now, message, list, run_at ('' = now), idempotency key,
+--       fingerprint, idempotency ttl, unique key, then the record's field/value pairs.
+-- Returns {'created'|'duplicate'|'conflict'|'unique', job id}. 'duplicate': the same
+-- idempotency key and body made that job; 'conflict': the key made it from another body;
+-- 'unique': that active job holds the unique key. Nothing is written unless 'created'.
+
+--- @include "job"
+
+local now, idem_key, fingerprint, unique_key = ARGV[3], ARGV[7], ARGV[8], ARGV[10]
+if idem_key ~= '' then
+  local held = redis.call('GET', key('idempotency', idem_key))
+  if held then
+    local space = string.find(held, ' ', 1, true)
+    local held_id = string.sub(held, 1, space - 1)
+    if redis.call('EXISTS', key('job', held_id)) == 1 then
+      if string.sub(held, space + 1) == fingerprint then return {'duplicate', held_id} end
+      return {'conflict', held_id}
+    end
+  end
+end
+if unique_key ~= '' then
+  local held_id = redis.call('GET', key('unique', unique_key))
+  if held_id and ACTIVE[redis.call('HGET', key('job', held_id), 'status')] then return {'unique', held_id} end
+  redis.call('SET', key('unique', unique_key), job_id)
+end
+if idem_key ~= '' then
+  redis.call('SET', key('idempotency', idem_key), job_id .. ' ' .. fingerprint, 'EX', ARGV[9])
+end
+redis.call('HSET', job, unpack(ARGV, 11))
+if ARGV[6] ~= '' then
+  redis.call('ZADD', key('index', 'scheduled'), now, job_id)
+  redis.call('ZADD', key('schedule'), ARGV[6], job_id)
+else
+  redis.call('ZADD', key('index', 'queued'), now, job_id)
+  redis.call('LPUSH', ARGV[5], ARGV[4])
+end
+return {'created', job_id}

@@ -1,0 +1,27 @@
+-- redrive.lua
+-- ARGV: prefix, job_id, now, message, list
+-- Re-drives a failed (dead-lettered) job: same id, attempts and errors reset, queued.
+-- Returns 'ok', {'unique', holder} as 'unique:<id>' when another active job holds its
+-- unique key, or the status it found.
+
+--- @include "job"
+
+local status = redis.call('HGET', job, 'status')
+if status ~= 'failed' then return status or 'missing' end
+local unique = redis.call('HGET', job, 'unique_key')
+if unique then
+  local held_id = redis.call('GET', key('unique', unique))
+  if held_id and held_id ~= job_id and ACTIVE[redis.call('HGET', key('job', held_id), 'status')] then
+    return 'unique:' .. held_id
+  end
+  redis.call('SET', key('unique', unique), job_id)
+end
+for _, field in ipairs(redis.call('HKEYS', job)) do
+  if string.sub(field, 1, 6) == 'error:' then redis.call('HDEL', job, field) end
+end
+redis.call('HDEL', job, 'error', 'result', 'partial_errors', 'started_at', 'finished_at', 'worker', 'step', 'claim',
+  'deliveries', 'last_delivery')
+redis.call('HSET', job, 'attempts', '0', 'progress', '0')
+redis.call('PERSIST', job)
+requeue('failed', ARGV[3], ARGV[5], ARGV[4])
+return 'ok'

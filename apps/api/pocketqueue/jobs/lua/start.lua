@@ -1,0 +1,27 @@
+-- start.lua
+-- ARGV: prefix, job_id, now, worker, lease_ms, claim token (unique per claim)
+-- Returns {'started', attempt, max_retries} when this claim now owns the job (also when
+-- it already did: a claim retried after a lost reply); otherwise {why}: 'missing',
+-- 'running' (a live lease: this message is a duplicate), 'orphaned' (processing with no
+-- lease: the janitor recovers it) or the job's status. Every later write of the attempt
+-- (heartbeat, outcome, retry) must present the token: attempt numbers repeat after a
+-- re-drive, tokens never do. Starting clears the poison-message count (see COUNT_DELIVERY):
+-- the message was carried all the way, whatever crashed before.
+
+--- @include "job"
+
+local status, max_retries, claim, attempts =
+  unpack(redis.call('HMGET', job, 'status', 'max_retries', 'claim', 'attempts'))
+if not status then return {'missing'} end
+if status == 'processing' then
+  if claim == ARGV[6] then return {'started', tonumber(attempts), tonumber(max_retries) or 0} end
+  if redis.call('EXISTS', key('lease', job_id)) == 1 then return {'running'} end
+  return {'orphaned'}
+end
+if status ~= 'queued' then return {status} end
+local attempt = redis.call('HINCRBY', job, 'attempts', 1)
+redis.call('HSET', job, 'status', 'processing', 'started_at', ARGV[3], 'worker', ARGV[4], 'claim', ARGV[6])
+redis.call('HDEL', job, 'run_at', 'deliveries', 'last_delivery')
+redis.call('SET', key('lease', job_id), ARGV[4], 'PX', ARGV[5])
+move('queued', 'processing', ARGV[3])
+return {'started', attempt, tonumber(max_retries) or 0}
