@@ -54,6 +54,29 @@ class Keys:
         # String with a TTL, refreshed by each live worker: who is consuming right now.
         return f"{self.prefix}:worker:{name}"
 
+    def published(self, queue_list: str) -> str:
+        # Sorted set of the queued jobs whose message went to `queue_list`, by when (Redis
+        # server time). A job leaves it when it starts or ends, so it holds only queued jobs.
+        return f"{self.prefix}:published:{queue_list}"
+
+    @property
+    def watermark(self) -> str:
+        # Hash: per broker list, the latest publish time of a job that started from it. One
+        # field per list (three per queue); expires a record's lifetime after the last start.
+        return f"{self.prefix}:watermark"
+
+    @property
+    def leases(self) -> str:
+        # Sorted set of running jobs by lease deadline (Redis server time, ms). A job leaves
+        # it when it stops running, so it holds only processing jobs.
+        return f"{self.prefix}:leases"
+
+    @property
+    def janitor(self) -> str:
+        # String with a short TTL: the worker whose janitor leads (see jobs/lua/lead.lua);
+        # renewed every tick while that worker lives, deleted when it stops.
+        return f"{self.prefix}:janitor"
+
     @property
     def finished_channel(self) -> str:
         # Pub/sub channel (stores nothing): a job id is published when its job finishes,

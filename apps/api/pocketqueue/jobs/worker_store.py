@@ -46,6 +46,8 @@ class WorkerJobStore:
         self._hand_back = redis.register_script(scripts.HAND_BACK)
         self._cancel = redis.register_script(scripts.CANCEL)
         self._count_delivery = redis.register_script(scripts.COUNT_DELIVERY)
+        self._republish = redis.register_script(scripts.REPUBLISH)
+        self._lead = redis.register_script(scripts.LEAD)
 
     def claim(self, job_id: str, worker: str, lease_ms: int, token: str, started_at: str | None = None) -> Claim:
         """Claim a queued job under `token` (make one per message; retrying with it is safe)."""
@@ -147,9 +149,36 @@ class WorkerJobStore:
         outcome: str = self._promote(args=[self.keys.prefix, job_id, now_timestamp(), message, queue_list])
         return outcome
 
+    def lead(self, worker: str, lease_ms: int) -> bool:
+        """Take or renew the janitor's leadership for `worker`; True while it leads."""
+        return bool(self._lead(args=[self.keys.prefix, worker, lease_ms]))
+
+    def resign(self, worker: str) -> None:
+        """Give up the leadership (if `worker` holds it), so another janitor takes over at once."""
+        self._lead(args=[self.keys.prefix, worker, 0])
+
+    def server_time(self) -> float:
+        """Seconds since the epoch by the Redis server's clock (what the scripts compare against)."""
+        seconds, micros = self.redis.time()
+        return float(seconds) + micros / 1e6
+
+    def lapsed(self, limit: int = 200) -> list[tuple[str, str]]:
+        """(job id, claim token) of running jobs whose lease deadline has passed, earliest first."""
+        now_ms = int(self.server_time() * 1000)
+        job_ids = [str(job_id) for job_id in self.redis.zrangebyscore(self.keys.leases, "-inf", now_ms, 0, limit)]
+        return self._without_lease(job_ids)
+
     def orphaned(self) -> list[tuple[str, str]]:
-        """(job id, claim token) of processing jobs whose lease has lapsed."""
+        """(job id, claim token) of every processing job whose lease has lapsed: a full scan.
+
+        The leases set finds lapsed leases in O(lapsed); this scan catches running jobs
+        that have no entry there (claimed by a version before it existed). The janitor
+        runs it once, when it becomes the leader.
+        """
         job_ids = [str(job_id) for job_id in self.redis.zrange(self.keys.index(JobStatus.PROCESSING), 0, -1)]
+        return self._without_lease(job_ids)
+
+    def _without_lease(self, job_ids: list[str]) -> list[tuple[str, str]]:
         if not job_ids:
             return []
         with self.redis.pipeline(transaction=False) as pipe:
@@ -160,6 +189,31 @@ class WorkerJobStore:
         leases, tokens = replies[::2], replies[1::2]
         found = zip(job_ids, leases, tokens, strict=True)
         return [(job_id, str(token or "")) for job_id, lease, token in found if not lease]
+
+    def lost_messages(self, queue_list: str, grace_seconds: float, limit: int = 200) -> list[str]:
+        """Queued jobs of `queue_list` whose message may be gone (republish.lua decides for each).
+
+        Those published over `grace_seconds` ago and before the list's watermark, or all of
+        those if the list is empty. Costs two round trips and O(suspects), whatever the
+        queue's length.
+        """
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.hget(self.keys.watermark, queue_list)
+            pipe.llen(queue_list)
+            (seconds, micros), mark, length = pipe.execute()
+        upper = float(seconds) + micros / 1e6 - grace_seconds
+        if length:
+            if mark is None:
+                return []
+            upper = min(upper, float(mark))
+        found = self.redis.zrangebyscore(self.keys.published(queue_list), "-inf", f"({upper}", 0, limit)
+        return [str(job_id) for job_id in found]
+
+    def republish(self, job_id: str, queue_list: str, grace_seconds: float, message: str) -> str:
+        """Publish a queued job's lost message again: 'republished', or why not."""
+        outcome: str = self._republish(args=[self.keys.prefix, job_id, queue_list, grace_seconds, message])
+        return outcome
 
     def recover(
         self, job_id: str, token: str, error: JobError, message: str, queue_list: str, dead_letter_ttl: int

@@ -1,14 +1,20 @@
 """The janitor: a thread in every worker's main process that keeps jobs moving.
 
-Every tick it
+Every tick each worker refreshes its heartbeat key, and one worker at a time, the leader
+(a Redis lease that moves on when its holder dies, jobs/lua/lead.lua), does the rest:
 - publishes scheduled and retrying jobs that are due (PocketQueue's own schedule, not
   the broker's ETA, so no visibility timeout can run a delayed job twice);
-- every `janitor_interval`, requeues orphaned jobs: processing, but their lease lapsed
-  because the worker running them died (SIGKILL, OOM, a lost machine);
-- refreshes this worker's heartbeat key.
+- every `janitor_interval`, requeues orphaned jobs, running but with a lapsed lease
+  because the worker running them died (SIGKILL, OOM, a lost machine), found in order
+  of lease deadline;
+- every `janitor_interval`, publishes again the queued jobs whose message is gone
+  (purged, deleted, popped by a process that died), found from each broker list's
+  published set and watermark (jobs/lua/republish.lua).
+Each of these costs O(what is due), not O(jobs) and not O(jobs x workers).
 
-Every transition is a Lua script that re-checks the record, so any number of workers
-can run janitors at once: each job is published or recovered once.
+Every transition is a Lua script that re-checks the record, so a janitor that still
+thinks it leads after losing the lease (a stall) does no harm: each job is published or
+recovered once.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
+from pocketqueue.jobs.keys import queue_lists
 from pocketqueue.jobs.message import message_for
 from pocketqueue.jobs.models import JobError
 
@@ -31,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.5
+# How long the leadership outlives its last renewal: a leader that died is replaced within it.
+LEAD_SECONDS = 3.0
 
 
 class Janitor:
@@ -41,6 +50,7 @@ class Janitor:
         self._thread = threading.Thread(target=self._run, name="pocketqueue-janitor", daemon=True)
         self._next_sweep = 0.0
         self._next_beat = 0.0
+        self.leading = False
 
     def start(self) -> None:
         self._thread.start()
@@ -49,7 +59,8 @@ class Janitor:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
-        with contextlib.suppress(RedisError):  # if Redis is away, the key lapses on its own
+        with contextlib.suppress(RedisError):  # if Redis is away, the keys lapse on their own
+            self.app.janitor_store.resign(self.worker_name)
             self.app.janitor_store.retire_worker(self.worker_name)
 
     def _run(self) -> None:
@@ -68,9 +79,16 @@ class Janitor:
             info = {"pid": os.getpid(), "queue": settings.queue_name, "concurrency": settings.worker_concurrency}
             store.announce_worker(self.worker_name, info, ttl_seconds=int(settings.lease_seconds) + 1)
             self._next_beat = now + settings.lease_seconds / 3
+        was_leading, self.leading = self.leading, store.lead(self.worker_name, int(LEAD_SECONDS * 1000))
+        if not self.leading:
+            return
+        if not was_leading:
+            log.info("janitor: %s leads (publishes due jobs, recovers lost ones)", self.worker_name)
+            self.recover_orphans(full_scan=True)  # running jobs claimed before the leases set existed
         self.publish_due(now)
         if now >= self._next_sweep:
             self.recover_orphans()
+            self.republish_lost()
             self._next_sweep = now + settings.janitor_interval
 
     def publish_due(self, now: float, batch: int = 200, most: int = 5000) -> int:
@@ -85,8 +103,10 @@ class Janitor:
                 except RedisError:
                     raise
                 except Exception:  # one bad record must not hold up the schedule for the rest
-                    log.exception("janitor: could not publish job %s; dropping its schedule entry", job_id)
-                    store.redis.zrem(store.keys.schedule, job_id)
+                    # Its entry stays (dropping it would strand the job); it is tried again a
+                    # recovery interval later, and logged each time.
+                    log.exception("janitor: could not publish job %s; trying again later", job_id)
+                    store.redis.zadd(store.keys.schedule, {job_id: now + self.app.settings.queue_recovery_seconds})
             seen += len(due)
             if len(due) < batch:
                 break
@@ -101,11 +121,11 @@ class Janitor:
         message, queue_list = message_for(self.app, job, self.app.settings.queue_name)
         return 1 if store.promote(job_id, message, queue_list) == "ok" else 0
 
-    def recover_orphans(self) -> int:
+    def recover_orphans(self, full_scan: bool = False) -> int:
         store = self.app.janitor_store
         settings = self.app.settings
         recovered = 0
-        for job_id, token in store.orphaned():
+        for job_id, token in store.orphaned() if full_scan else store.lapsed():
             try:
                 recovered += self._recover(job_id, token, settings.queue_dead_letter_ttl_seconds)
             except RedisError:
@@ -133,6 +153,25 @@ class Janitor:
             return 0
         log.warning("job %s: attempt %s orphaned by %s; %s", job_id, job.attempts, job.worker, outcome)
         return 1
+
+    def republish_lost(self) -> int:
+        """Publish again the queued jobs whose message is gone (see jobs/lua/republish.lua)."""
+        store = self.app.janitor_store
+        settings = self.app.settings
+        # A message on its way from the list to a worker's hands is not lost: wait a lease.
+        grace = settings.lease_seconds
+        republished = 0
+        for queue_list in queue_lists(settings.queue_name):
+            for job_id in store.lost_messages(queue_list, grace):
+                job = store.get(job_id)
+                if job is None:
+                    store.republish(job_id, queue_list, grace, "")  # drops the stale entry
+                    continue
+                message, _ = message_for(self.app, job, settings.queue_name)
+                if store.republish(job_id, queue_list, grace, message) == "republished":
+                    log.warning("job %s was queued but its message was gone; published again", job_id)
+                    republished += 1
+        return republished
 
     def hand_back(self, job_ids: list[str]) -> None:
         """Requeue the jobs this worker is still running as it shuts down (see signals.py)."""

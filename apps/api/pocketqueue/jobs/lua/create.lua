@@ -33,6 +33,6 @@ if ARGV[6] ~= '' then
   redis.call('ZADD', key('schedule'), ARGV[6], job_id)
 else
   redis.call('ZADD', key('index', 'queued'), now, job_id)
-  redis.call('LPUSH', ARGV[5], ARGV[4])
+  publish(ARGV[5], ARGV[4])
 end
 return {'created', job_id}

@@ -10,6 +10,6 @@ local status, worker = unpack(redis.call('HMGET', job, 'status', 'worker'))
 if status ~= 'processing' or worker ~= ARGV[3] then return status or 'missing' end
 redis.call('HINCRBY', job, 'attempts', -1)
 redis.call('HDEL', job, 'claim', 'started_at', 'worker')
-redis.call('DEL', key('lease', job_id))
+drop_lease()
 requeue('processing', ARGV[4], ARGV[6], ARGV[5])
 return 'ok'

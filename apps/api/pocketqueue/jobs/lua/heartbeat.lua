@@ -11,7 +11,7 @@ local status, claim = unpack(redis.call('HMGET', job, 'status', 'claim'))
 if not status then return 'missing' end
 if status ~= 'processing' then return status end
 if claim ~= ARGV[3] then return 'superseded' end
-redis.call('SET', key('lease', job_id), ARGV[7], 'PX', ARGV[4])
+hold_lease(ARGV[7], ARGV[4])
 if ARGV[5] ~= '' then redis.call('HSET', job, 'progress', ARGV[5]) end
 if ARGV[6] ~= '' then redis.call('HSET', job, 'step', ARGV[6]) end
 return status

@@ -9,11 +9,16 @@ local status, attempts, max_retries, claim =
   unpack(redis.call('HMGET', job, 'status', 'attempts', 'max_retries', 'claim'))
 if not status then
   redis.call('ZREM', key('index', 'processing'), job_id)
+  redis.call('ZREM', key('leases'), job_id)
   return 'missing'
 end
-if status ~= 'processing' then return status end
+if status ~= 'processing' then
+  redis.call('ZREM', key('leases'), job_id)  -- a stale deadline: the job moved on
+  return status
+end
 if (claim or '') ~= ARGV[3] then return 'superseded' end
 if redis.call('EXISTS', key('lease', job_id)) == 1 then return 'alive' end
+drop_lease()
 redis.call('HSET', job, 'error', ARGV[5], 'error:' .. attempts, ARGV[5])
 redis.call('HDEL', job, 'claim')
 if tonumber(attempts) > (tonumber(max_retries) or 0) then

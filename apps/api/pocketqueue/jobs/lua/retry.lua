@@ -9,7 +9,7 @@ if not status then return 'missing' end
 if status ~= 'processing' then return status end
 if claim ~= ARGV[3] then return 'superseded' end
 redis.call('HSET', job, 'status', 'retrying', 'run_at', ARGV[5], 'error', ARGV[7], ARGV[6], ARGV[7])
-redis.call('DEL', key('lease', job_id))
+drop_lease()
 move('processing', 'retrying', ARGV[4])
 redis.call('ZADD', key('schedule'), ARGV[5], job_id)
 return 'ok'

@@ -20,8 +20,21 @@ if status == 'processing' then
 end
 if status ~= 'queued' then return {status} end
 local attempt = redis.call('HINCRBY', job, 'attempts', 1)
+-- The watermark of the job's list: the latest publish time of a job that started from it.
+-- Lists are first in, first out, so a job still queued that was published before it has
+-- lost its message (see republish.lua).
+-- It expires when no job has started for a record's lifetime (it is set again by the next).
+local list, published_at, ttl = unpack(redis.call('HMGET', job, 'published_to', 'published_at', 'ttl'))
+if list then
+  local mark = redis.call('HGET', key('watermark'), list)
+  if not mark or tonumber(published_at) > tonumber(mark) then
+    redis.call('HSET', key('watermark'), list, published_at)
+  end
+  redis.call('EXPIRE', key('watermark'), tonumber(ttl) or 86400)
+end
+unpublish()
 redis.call('HSET', job, 'status', 'processing', 'started_at', ARGV[3], 'worker', ARGV[4], 'claim', ARGV[6])
 redis.call('HDEL', job, 'run_at', 'deliveries', 'last_delivery')
-redis.call('SET', key('lease', job_id), ARGV[4], 'PX', ARGV[5])
+hold_lease(ARGV[4], ARGV[5])
 move('queued', 'processing', ARGV[3])
 return {'started', attempt, tonumber(max_retries) or 0}
