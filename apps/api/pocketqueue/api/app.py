@@ -6,19 +6,29 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
+from pocketqueue.api.body_limit import BodyLimitMiddleware
+from pocketqueue.api.openapi import install_contract
 from pocketqueue.api.problems import install_problem_handlers
 from pocketqueue.api.routes import dead_letter, health, jobs, testing
 from pocketqueue.config import Settings, get_settings
 from pocketqueue.runtime import open_runtime
 
 
+def operation_id(route: APIRoute) -> str:
+    # The handler's name (`create_job`, `read_job`): stable, and what a generated client
+    # calls its methods; FastAPI's default glues the path and method onto it.
+    return route.name
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API; its Redis pool and job watcher live as long as the app."""
+    settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_runtime(settings or get_settings()) as runtime:
+        async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
             yield
 
@@ -27,8 +37,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Dispatch jobs to Celery workers, watch them, get their results.",
         version="0.1.0",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     install_problem_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     for router in (jobs.router, dead_letter.router, health.router, testing.router):
         app.include_router(router, prefix="/api/queue")
+    install_contract(app)
     return app

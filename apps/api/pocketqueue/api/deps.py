@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
+from pocketqueue.jobs.request import MAX_KEY_LENGTH
 from pocketqueue.runtime import QueueRuntime
 
 
@@ -17,6 +18,9 @@ async def get_runtime(request: Request) -> QueueRuntime:
 
 
 RuntimeDep = Annotated[QueueRuntime, Depends(get_runtime)]
+
+# A job id in a path, bounded like the job ids a body can carry (`schemas.JobIdField`).
+JobIdPath = Annotated[str, Path(min_length=1, max_length=MAX_KEY_LENGTH)]
 
 
 def new_shared(runtime: QueueRuntime, **inputs: Any) -> dict[str, Any]:

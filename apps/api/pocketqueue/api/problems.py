@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -31,6 +33,22 @@ def problem(request: Request, status: int, title: str, detail: str, slug: str, *
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
+# Python before 3.13 names 413 by RFC 7231 ("Request Entity Too Large"); use RFC 9110's
+# name, so a problem's `type` does not change with the interpreter.
+RFC_9110_TITLES = {413: "Content Too Large"}
+
+
+def http_problem(request: Request, status: int, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """A problem for an HTTP-level error (no route, wrong method, body too large): the status names it."""
+    try:
+        title = RFC_9110_TITLES.get(status) or HTTPStatus(status).phrase
+    except ValueError:
+        title = "HTTP error"
+    response = problem(request, status, title, detail, title.lower().replace(" ", "-"))
+    response.headers.update(headers or {})
+    return response
+
+
 async def _queue_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, QueueError)
     return problem(request, exc.status_code, exc.title, exc.detail, exc.slug, **exc.extensions())
@@ -42,9 +60,7 @@ async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
     return await _queue_error(request, RedisUnavailable())
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+def _invalid_request(request: Request, errors: list[dict[str, Any]]) -> JSONResponse:
     return problem(
         request,
         422,
@@ -55,10 +71,37 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return _invalid_request(
+        request, [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    )
+
+
+def _undecodable_reason(cause: BaseException | None) -> str:
+    if isinstance(cause, UnicodeDecodeError):
+        return "The body is not valid UTF-8, so it cannot be JSON"
+    if isinstance(cause, RecursionError):
+        return "The body is nested too deeply to parse"
+    return "The body could not be decoded"
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    slug = str(exc.detail).lower().replace(" ", "-")
-    return problem(request, exc.status_code, str(exc.detail), str(exc.detail), slug)
+    if exc.status_code == 400:
+        # Routes raise QueueErrors, so a 400 here is FastAPI's: it cannot decode the body at
+        # all (not UTF-8, nested past the JSON parser's recursion limit). It answers `{nope`
+        # with a 422.
+        # Both are "this body is not JSON", so both are the documented 422 problem: a
+        # client needs one status for it, not two depending on which layer noticed.
+        reason = _undecodable_reason(exc.__cause__)
+        return _invalid_request(request, [{"loc": ["body"], "msg": reason, "type": "body_undecodable"}])
+    detail = str(exc.detail)
+    allowed = (exc.headers or {}).get("Allow")
+    if exc.status_code == 405 and allowed:
+        detail = f"{request.method} is not allowed on {request.url.path}; it allows {allowed}."
+    # Keep the exception's headers: a 405 must say which methods the path allows (`Allow`, RFC 9110).
+    return http_problem(request, exc.status_code, detail, exc.headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from pocketqueue.jobs.models import Job, Priority
 from pocketqueue.jobs.request import MAX_DELAY_SECONDS, MAX_KEY_LENGTH, DispatchRequest
@@ -16,6 +16,16 @@ MAX_PAGE = 500
 MAX_OFFSET = 1_000_000  # past this, page with filters instead: Redis walks the set to reach it
 Key = Field(default=None, min_length=1, max_length=MAX_KEY_LENGTH)
 JobIdField = Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH)]
+
+
+def _whole_number(value: Any) -> Any:
+    # JSON has one number type: to JSON Schema (and every client generated from it) 3.0 is
+    # the integer 3. Strictness is about `true` and `"3"`, not about how 3 is spelled.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# After the Field(...) in Annotated: before it, the bounds would drop out of the JSON Schema.
+WholeNumber = BeforeValidator(_whole_number)
 
 # Numbers and booleans in request bodies are exact: `{"sleep": false}` is not a number
 # and `"5"` is not an int. Per field, not per model: FastAPI validates parsed Python
@@ -35,13 +45,23 @@ class JobCreate(BaseModel):
     args: list[Any] = Field(default_factory=list)
     kwargs: dict[str, Any] = Field(default_factory=dict)
     priority: Priority = Priority.NORMAL
-    max_retries: int | None = Field(default=None, strict=True, ge=0, le=100, description="Overrides the task's retries")
+    max_retries: Annotated[int, Field(strict=True, ge=0, le=100), WholeNumber] | None = Field(
+        default=None, description="Overrides the task's retries"
+    )
     delay_seconds: float | None = Field(
         default=None, strict=True, ge=0, le=MAX_DELAY_SECONDS, description="Run no sooner (seconds)"
     )
     eta: AwareDatetime | None = Field(default=None, description="Run no sooner than this (ISO 8601, with offset)")
     idempotency_key: str | None = Key
     unique_key: str | None = Key
+
+    @field_validator("eta", mode="before")
+    @classmethod
+    def _eta_is_a_time(cls, value: Any) -> Any:
+        # Lax parsing would take a number as seconds since 1970; the schema says a string.
+        if value is not None and not isinstance(value, str):
+            raise ValueError("eta must be an ISO 8601 time string with an offset, e.g. 2030-01-01T09:00:00Z")
+        return value
 
     # What the schema cannot say (nesting depth, lone surrogates, NaN, 64-bit integers,
     # eta's bound, delay_seconds with eta) is checked by DispatchRequest.check, the path
@@ -118,7 +138,7 @@ class DebugJobCreate(BaseModel):
     sleep: float = Field(default=0, strict=True, ge=0, le=3600)
     fail: bool = Field(default=False, strict=True)
     result: Any = None
-    steps: int = Field(default=0, strict=True, ge=0, le=1000)
+    steps: Annotated[int, Field(strict=True, ge=0, le=1000), WholeNumber] = 0
 
 
 class RedisHealth(BaseModel):

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
 from pocketqueue import flows
-from pocketqueue.api.deps import RuntimeDep, new_shared
-from pocketqueue.api.schemas import MAX_PAGE, DeadLetterPage, JobPublic, RedrivePublic, RedriveRequest
+from pocketqueue.api.deps import JobIdPath, RuntimeDep, new_shared
+from pocketqueue.api.openapi import problem_responses
+from pocketqueue.api.schemas import (
+    MAX_OFFSET,
+    MAX_PAGE,
+    DeadLetterPage,
+    JobPublic,
+    RedrivePublic,
+    RedriveRequest,
+)
 from pocketqueue.nodes import RedriveFilter
 
 router = APIRouter(tags=["dead letters"])
 
-PROBLEMS: dict[int | str, dict[str, Any]] = {503: {"description": "Redis unavailable"}}
 
-
-@router.get("/dead-letter", responses=PROBLEMS)
+@router.get("/dead-letter", responses=problem_responses(503))
 async def list_dead_letters(
     runtime: RuntimeDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> DeadLetterPage:
     """Failed jobs, newest first, with their args, last error and every attempt's error."""
@@ -31,20 +37,24 @@ async def list_dead_letters(
 
 @router.post(
     "/retry/{job_id}",
-    responses={
-        **PROBLEMS,
-        404: {"description": "No such job"},
-        409: {"description": "The job is not failed (or another active job holds its unique_key)"},
-    },
+    responses=problem_responses(
+        404,
+        409,
+        503,
+        descriptions={
+            404: "No job with that id (never created, or expired)",
+            409: "The job is not failed (or another active job holds its unique_key)",
+        },
+    ),
 )
-async def retry_job(job_id: Annotated[str, Path(min_length=1, max_length=200)], runtime: RuntimeDep) -> JobPublic:
+async def retry_job(job_id: JobIdPath, runtime: RuntimeDep) -> JobPublic:
     """Re-drive one failed job: same id, attempts and errors reset, status `queued`."""
     shared = new_shared(runtime, job_id=job_id)
     await flows.run_flow(flows.shared_flow(flows.create_redrive_flow), shared)
     return JobPublic.of(shared["job"])
 
 
-@router.post("/dead-letter/retry", responses=PROBLEMS)
+@router.post("/dead-letter/retry", responses=problem_responses(503))
 async def retry_dead_letters(runtime: RuntimeDep, body: RedriveRequest | None = None) -> RedrivePublic:
     """Re-drive every dead-lettered job, or those matching `job_ids`, `task` and `error_type`."""
     wanted = body or RedriveRequest()

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from pocketqueue import flows
 from pocketqueue.api.deps import RuntimeDep, new_shared
+from pocketqueue.api.openapi import problem_content
 from pocketqueue.api.problems import problem
 from pocketqueue.api.schemas import HealthPublic, RedisHealth
 
@@ -14,7 +15,11 @@ router = APIRouter(tags=["health"])
 
 
 @router.get(
-    "/health", response_model=HealthPublic, responses={503: {"model": HealthPublic, "description": "Redis down"}}
+    "/health",
+    response_model=HealthPublic,
+    responses={
+        503: {"description": "Redis down: a problem with the health fields", "content": problem_content("HealthPublic")}
+    },
 )
 async def read_health(runtime: RuntimeDep, request: Request) -> JSONResponse:
     """200 when Redis answers (workers may still be zero); 503 problem, with the same fields, when not."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 
 from pocketqueue import flows
-from pocketqueue.api.deps import RuntimeDep, new_shared
+from pocketqueue.api.deps import JobIdPath, RuntimeDep, new_shared
+from pocketqueue.api.openapi import job_links, problem_responses
 from pocketqueue.api.schemas import (
     DEFAULT_WAIT_SECONDS,
     MAX_WAIT_SECONDS,
@@ -19,29 +20,41 @@ from pocketqueue.api.schemas import (
 )
 from pocketqueue.errors import InvalidRequest
 from pocketqueue.jobs.registry import registered_names
+from pocketqueue.jobs.request import MAX_KEY_LENGTH
 
 router = APIRouter(tags=["jobs"])
 
-JobId = Annotated[str, Path(min_length=1, max_length=200)]
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such job or task"},
-    503: {"description": "Redis unavailable"},
-}
+NO_SUCH_JOB = problem_responses(404, 503, descriptions={404: "No job with that id (never created, or expired)"})
 
 
-DISPATCH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **PROBLEMS,
-    200: {"description": "An idempotent repeat: the job the same Idempotency-Key created first"},
-    409: {"description": "The Idempotency-Key was used with another body, or an active job holds the unique_key"},
-}
-
-
-@router.post("/dispatch", status_code=status.HTTP_202_ACCEPTED, responses=DISPATCH_RESPONSES)
+@router.post(
+    "/dispatch",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        202: {"description": "Queued, or scheduled when delayed", "links": job_links()},
+        200: {
+            "model": JobPublic,
+            "description": "An idempotent repeat: the job the same Idempotency-Key created first",
+            "links": job_links(),
+        },
+        **problem_responses(
+            404,
+            409,
+            503,
+            descriptions={
+                404: "No task registered under that name",
+                409: "The Idempotency-Key was used with another body, or an active job holds the unique_key",
+            },
+        ),
+    },
+)
 async def create_job(
     body: JobCreate,
     runtime: RuntimeDep,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)] = None,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=MAX_KEY_LENGTH)
+    ] = None,
 ) -> JobPublic:
     """Queue (or schedule) a job for a registered task; returns it with its `job_id`."""
     if idempotency_key and body.idempotency_key and idempotency_key != body.idempotency_key:
@@ -52,17 +65,24 @@ async def create_job(
     return JobPublic.of(shared["job"])
 
 
-@router.get("/status/{job_id}", responses=PROBLEMS)
-async def read_job(job_id: JobId, runtime: RuntimeDep) -> JobPublic:
+@router.get("/status/{job_id}", responses=NO_SUCH_JOB)
+async def read_job(job_id: JobIdPath, runtime: RuntimeDep) -> JobPublic:
     """The job as it stands now."""
     shared = new_shared(runtime, job_id=job_id)
     await flows.run_flow(flows.shared_flow(flows.create_status_flow), shared)
     return JobPublic.of(shared["job"])
 
 
-@router.get("/wait/{job_id}", responses={**PROBLEMS, 202: {"description": "Still running when the timeout passed"}})
+@router.get(
+    "/wait/{job_id}",
+    responses={
+        200: {"description": "The job has finished"},
+        202: {"model": JobPublic, "description": "Still not finished when the timeout passed: the job as it stands"},
+        **NO_SUCH_JOB,
+    },
+)
 async def wait_job(
-    job_id: JobId,
+    job_id: JobIdPath,
     runtime: RuntimeDep,
     response: Response,
     timeout: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS)] = DEFAULT_WAIT_SECONDS,
@@ -74,15 +94,18 @@ async def wait_job(
     return JobPublic.of(shared["job"])
 
 
-@router.delete("/cancel/{job_id}", responses={**PROBLEMS, 409: {"description": "The job already finished"}})
-async def cancel_job(job_id: JobId, runtime: RuntimeDep) -> JobPublic:
+@router.delete(
+    "/cancel/{job_id}",
+    responses={**NO_SUCH_JOB, **problem_responses(409, descriptions={409: "The job already finished"})},
+)
+async def cancel_job(job_id: JobIdPath, runtime: RuntimeDep) -> JobPublic:
     """Cancel a job that has not finished (scheduled, queued, retrying or running) for good."""
     shared = new_shared(runtime, job_id=job_id)
     await flows.run_flow(flows.shared_flow(flows.create_cancel_flow), shared)
     return JobPublic.of(shared["job"])
 
 
-@router.post("/batch-status", responses={503: PROBLEMS[503]})
+@router.post("/batch-status", responses=problem_responses(503))
 async def read_jobs(body: BatchStatusRequest, runtime: RuntimeDep) -> BatchStatusPublic:
     """Many jobs in one call (at most 1000 ids), with the ids that do not exist."""
     shared = new_shared(runtime, job_ids=body.job_ids)

@@ -6,13 +6,14 @@ from fastapi import APIRouter, status
 
 from pocketqueue import flows
 from pocketqueue.api.deps import RuntimeDep, new_shared
+from pocketqueue.api.openapi import job_links, problem_responses
 from pocketqueue.api.schemas import DebugJobCreate, JobPublic, RedisProbePublic
 from pocketqueue.nodes import DispatchRequest
 
 router = APIRouter(prefix="/test", tags=["testing"])
 
 
-@router.post("/redis", responses={503: {"description": "Redis unavailable"}})
+@router.post("/redis", responses=problem_responses(503))
 async def probe_redis(runtime: RuntimeDep) -> RedisProbePublic:
     """Write, read back and delete a key; report the round trip's latency."""
     shared = new_shared(runtime)
@@ -20,7 +21,11 @@ async def probe_redis(runtime: RuntimeDep) -> RedisProbePublic:
     return RedisProbePublic.model_validate(shared["probe"])
 
 
-@router.post("/debug", status_code=status.HTTP_202_ACCEPTED, responses={503: {"description": "Redis unavailable"}})
+@router.post(
+    "/debug",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={202: {"description": "Queued", "links": job_links()}, **problem_responses(503)},
+)
 async def create_debug_job(runtime: RuntimeDep, body: DebugJobCreate | None = None) -> JobPublic:
     """Dispatch the built-in `pocketqueue.debug` task (sleep, fail, echo, progress steps)."""
     kwargs = (body or DebugJobCreate()).model_dump()
