@@ -77,6 +77,11 @@ class Keys:
         # renewed every tick while that worker lives, deleted when it stops.
         return f"{self.prefix}:janitor"
 
+    def reply(self, token: str) -> str:
+        # String with a 60 s TTL: what a script answered to the call with this request
+        # token, for a resend of it after a lost reply (clear.lua).
+        return f"{self.prefix}:reply:{token}"
+
     @property
     def finished_channel(self) -> str:
         # Pub/sub channel (stores nothing): a job id is published when its job finishes,

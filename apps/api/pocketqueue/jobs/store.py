@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -80,13 +81,14 @@ class JobStore:
 
     async def cancel(self, job_id: str) -> tuple[str, Job | None]:
         """Cancel an active job; returns (status before, record after)."""
-        before, flat = await self._cancel(args=[self.keys.prefix, job_id, now_timestamp()])
+        before, flat = await self._cancel(args=[self.keys.prefix, job_id, now_timestamp(), _request_token()])
         raw = dict(zip(flat[::2], flat[1::2], strict=True))
         return before, decode_record(job_id, raw)
 
     async def redrive(self, job_id: str, message: str, queue_list: str) -> str:
         """Queue a failed job again (same id, attempts reset); 'ok', 'unique:<holder>' or its status."""
-        outcome: str = await self._redrive(args=[self.keys.prefix, job_id, now_timestamp(), message, queue_list])
+        args = [self.keys.prefix, job_id, now_timestamp(), message, queue_list, _request_token()]
+        outcome: str = await self._redrive(args=args)
         return outcome
 
     async def dead_letter_page(self, offset: int, limit: int) -> tuple[int, list[Job]]:
@@ -115,6 +117,14 @@ class JobStore:
 
     async def clear(self, queue: str, clear_schedule: bool) -> int:
         """Empty `queue`'s lists, cancelling the jobs they held; returns how many were cancelled."""
-        args: list[Any] = [self.keys.prefix, "", now_timestamp(), "1" if clear_schedule else "0", *queue_lists(queue)]
+        schedule_too = "1" if clear_schedule else "0"
+        args: list[Any] = [self.keys.prefix, "", now_timestamp(), schedule_too, _request_token(), *queue_lists(queue)]
         cancelled: int = await self._clear(args=args)
         return cancelled
+
+
+def _request_token() -> str:
+    # New per call, the same in every resend of it: redis-py resends a command after a
+    # connection error (the reply may be lost after the script ran), and the scripts
+    # recognise their own token, so a replay changes nothing twice.
+    return uuid.uuid4().hex

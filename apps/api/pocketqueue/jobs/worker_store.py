@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -225,7 +226,7 @@ class WorkerJobStore:
 
     def cancel(self, job_id: str) -> str:
         """Cancel an active job (a revoke seen by a worker); returns the status it had, or 'missing'."""
-        before, _ = self._cancel(args=[self.keys.prefix, job_id, now_timestamp()])
+        before, _ = self._cancel(args=[self.keys.prefix, job_id, now_timestamp(), uuid.uuid4().hex])
         return str(before)
 
     def hand_back(self, job_id: str, worker: str, message: str, queue_list: str) -> str:

@@ -4,9 +4,12 @@
 -- Returns {'created'|'duplicate'|'conflict'|'unique', job id}. 'duplicate': the same
 -- idempotency key and body made that job; 'conflict': the key made it from another body;
 -- 'unique': that active job holds the unique key. Nothing is written unless 'created'.
+-- Safe to replay: a call resent after its reply was lost (the job id is new per dispatch)
+-- finds its own record and answers 'created' again, writing nothing twice.
 
 --- @include "job"
 
+if redis.call('EXISTS', job) == 1 then return {'created', job_id} end
 local now, idem_key, fingerprint, unique_key = ARGV[3], ARGV[7], ARGV[8], ARGV[10]
 if idem_key ~= '' then
   local held = redis.call('GET', key('idempotency', idem_key))

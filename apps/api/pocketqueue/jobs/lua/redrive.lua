@@ -1,12 +1,14 @@
 -- redrive.lua
--- ARGV: prefix, job_id, now, message, list
+-- ARGV: prefix, job_id, now, message, list, request token (new per call)
 -- Re-drives a failed (dead-lettered) job: same id, attempts and errors reset, queued.
 -- Returns 'ok', {'unique', holder} as 'unique:<id>' when another active job holds its
--- unique key, or the status it found.
+-- unique key, or the status it found. Safe to replay: a call resent after its reply was
+-- lost finds its own token on the record and answers 'ok' again, queueing nothing twice.
 
 --- @include "job"
 
-local status = redis.call('HGET', job, 'status')
+local status, token = unpack(redis.call('HMGET', job, 'status', 'redrive_token'))
+if status and status ~= 'failed' and token == ARGV[6] then return 'ok' end
 if status ~= 'failed' then return status or 'missing' end
 local unique = redis.call('HGET', job, 'unique_key')
 if unique then
@@ -21,7 +23,7 @@ for _, field in ipairs(redis.call('HKEYS', job)) do
 end
 redis.call('HDEL', job, 'error', 'result', 'partial_errors', 'started_at', 'finished_at', 'worker', 'step', 'claim',
   'deliveries', 'last_delivery')
-redis.call('HSET', job, 'attempts', '0', 'progress', '0')
+redis.call('HSET', job, 'attempts', '0', 'progress', '0', 'redrive_token', ARGV[6])
 redis.call('PERSIST', job)
 requeue('failed', ARGV[3], ARGV[5], ARGV[4])
 return 'ok'
