@@ -20,7 +20,7 @@ import redis
 
 from conftest import WorkerProcess, wait_until
 from pocketqueue.config import Settings
-from pocketqueue.jobs.keys import queue_lists
+from pocketqueue.jobs.keys import Keys, queue_lists
 from pocketqueue.jobs.models import Job, JobStatus
 from pocketqueue.nodes import DispatchRequest
 from pocketqueue.runtime import open_runtime
@@ -30,8 +30,6 @@ StartWorker = Callable[[Settings], WorkerProcess]
 
 # kombu's Redis transport keeps every delivered, unacknowledged message here (one hash and
 # its index by delivery time, shared by every queue on the server) until it is acked.
-UNACKED = "unacked"
-UNACKED_INDEX = "unacked_index"
 
 
 def job_of(client: redis.Redis, settings: Settings, job_id: str) -> Job:
@@ -68,10 +66,10 @@ def kill_whole_worker(worker: WorkerProcess) -> None:
     wait_until(lambda: not live_group_members(pgid), timeout=10)
 
 
-def unacked_tags(client: redis.Redis, job_id: str) -> list[str]:
+def unacked_tags(client: redis.Redis, settings: Settings, job_id: str) -> list[str]:
     """Delivery tags of the job's messages that kombu holds as delivered but unacknowledged."""
     tags = []
-    for tag, value in client.hgetall(UNACKED).items():
+    for tag, value in client.hgetall(Keys(settings.queue_key_prefix).unacked).items():
         message = json.loads(value)[0]
         if message.get("headers", {}).get("id") == job_id:
             tags.append(str(tag))
@@ -164,10 +162,11 @@ async def test_a_killed_workers_job_is_recovered_without_its_broker_message(
 
     # The broker still holds the message as delivered to the dead worker. Take it away, so
     # no visibility timeout can hand it back: only the job record can bring the job back.
-    tags = unacked_tags(sync_redis, job.job_id)
+    tags = unacked_tags(sync_redis, settings, job.job_id)
     assert len(tags) == 1, tags
-    sync_redis.hdel(UNACKED, *tags)
-    sync_redis.zrem(UNACKED_INDEX, *tags)
+    keys = Keys(settings.queue_key_prefix)
+    sync_redis.hdel(keys.unacked, *tags)
+    sync_redis.zrem(keys.unacked_index, *tags)
     assert read(sync_redis, settings, job.job_id)["status"] == "processing"
     assert queued_messages(sync_redis, settings, job.job_id) == 0
 
@@ -182,7 +181,7 @@ async def test_a_killed_workers_job_is_recovered_without_its_broker_message(
     assert [(e.type, e.attempt) for e in finished.attempt_errors] == [("WorkerLost", 1)]
     assert runs_of(sync_redis, runs_key) == [f"{job.job_id}:1", f"{job.job_id}:2"]
     wait_until(lambda: f"job {job.job_id}: attempt 1 orphaned by {worker.name}" in new_worker.log(), timeout=5)
-    assert not unacked_tags(sync_redis, job.job_id)  # the janitor's message was acked
+    assert not unacked_tags(sync_redis, settings, job.job_id)  # the janitor's message was acked
 
 
 async def test_a_job_running_longer_than_the_visibility_timeout_runs_once(

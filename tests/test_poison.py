@@ -26,7 +26,7 @@ from pocketqueue.jobs.models import Job, JobError, JobStatus
 from pocketqueue.jobs.worker_store import WorkerJobStore
 from pocketqueue.runtime import open_runtime
 from pocketqueue.worker.app import create_celery_app
-from test_crash_recovery import UNACKED, UNACKED_INDEX, job_of, kill_whole_worker, queued_messages, unacked_tags
+from test_crash_recovery import job_of, kill_whole_worker, queued_messages, unacked_tags
 from test_lifecycle import dispatch, private_settings, read
 
 StartWorker = Callable[[Settings], WorkerProcess]
@@ -106,7 +106,7 @@ def assert_quarantined(client: redis.Redis, settings: Settings, job_id: str, *wh
     assert job.attempt_errors == []
     assert client.zscore(Keys(settings.queue_key_prefix).dead_letter, job_id) is not None
     assert DEAD_LETTER_TTL - 60 < client.ttl(f"{settings.queue_key_prefix}:job:{job_id}") <= DEAD_LETTER_TTL
-    wait_until(lambda: not unacked_tags(client, job_id), timeout=5)  # acknowledged
+    wait_until(lambda: not unacked_tags(client, settings, job_id), timeout=5)  # acknowledged
     assert queued_messages(client, settings, job_id) == 0
     return job
 
@@ -165,7 +165,7 @@ def test_a_poison_message_with_no_job_record_is_dropped(
     sync_redis.lpush(queue_list(settings.queue_name, 3), message)
 
     wait_until(lambda: f"message {job_id} (task tests.add) dropped: no job record" in worker.log())
-    wait_until(lambda: not unacked_tags(sync_redis, job_id), timeout=5)
+    wait_until(lambda: not unacked_tags(sync_redis, settings, job_id), timeout=5)
     assert queued_messages(sync_redis, settings, job_id) == 0
     assert not read(sync_redis, settings, job_id)  # no record appears
     assert_alive(worker)
@@ -179,12 +179,13 @@ def stop_pool(worker: WorkerProcess) -> None:
         os.kill(pid, signal.SIGSTOP)
 
 
-def take_unacked(client: redis.Redis, job_id: str) -> str:
+def take_unacked(client: redis.Redis, settings: Settings, job_id: str) -> str:
     """Remove the job's delivered, unacknowledged message from kombu's keeping and return it."""
-    (tag,) = unacked_tags(client, job_id)
-    raw = str(client.hget(UNACKED, tag))
-    client.hdel(UNACKED, tag)
-    client.zrem(UNACKED_INDEX, tag)
+    (tag,) = unacked_tags(client, settings, job_id)
+    keys = Keys(settings.queue_key_prefix)
+    raw = str(client.hget(keys.unacked, tag))
+    client.hdel(keys.unacked, tag)
+    client.zrem(keys.unacked_index, tag)
     return raw
 
 
@@ -203,22 +204,24 @@ async def test_a_message_that_kills_the_worker_each_time_is_dead_lettered_after_
     # and before the job starts: what a message that crashes it (in ways no code can catch)
     # does. kombu would restore the message after the visibility timeout; the test restores
     # it itself, once the next worker is ready, so each delivery lands where it should.
-    settings = poison_settings(redis_url, queue_max_deliveries=2, worker_concurrency=1)
+    # Recovery 60 s: neither kombu's restore (visibility 30 s) nor the janitor's republish
+    # (a lease of grace) comes into play; this test hands the message back itself.
+    settings = poison_settings(redis_url, queue_max_deliveries=2, worker_concurrency=1, queue_recovery_seconds=60)
     worker = start_worker(settings)
     stop_pool(worker)
     job_id = await plant(settings, {})  # the first delivery: fresh, so not counted
-    wait_until(lambda: unacked_tags(sync_redis, job_id))  # the worker took it
+    wait_until(lambda: unacked_tags(sync_redis, settings, job_id))  # the worker took it
     kill_whole_worker(worker)
-    message = take_unacked(sync_redis, job_id)
+    message = take_unacked(sync_redis, settings, job_id)
     assert read(sync_redis, settings, job_id)["status"] == "queued"
 
     worker = start_worker(settings)  # the second delivery: counted, and still handed on
     stop_pool(worker)
     restore(sync_redis, settings, message)
     wait_until(lambda: read(sync_redis, settings, job_id).get("deliveries") == "2")
-    wait_until(lambda: unacked_tags(sync_redis, job_id))
+    wait_until(lambda: unacked_tags(sync_redis, settings, job_id))
     kill_whole_worker(worker)
-    message = take_unacked(sync_redis, job_id)
+    message = take_unacked(sync_redis, settings, job_id)
     assert read(sync_redis, settings, job_id)["status"] == "queued"
 
     worker = start_worker(settings)  # the third: one more than QUEUE_MAX_DELIVERIES

@@ -34,7 +34,6 @@ from test_lifecycle import private_settings, read, submit
 StartWorker = Callable[[Settings], WorkerProcess]
 
 # kombu's Redis transport keeps unacknowledged messages here (its default key names).
-UNACKED = "unacked"
 
 
 def runs_key() -> str:
@@ -54,8 +53,8 @@ def ids_in(client: redis.Redis, list_name: str) -> list[str]:
 def broker_copies(client: redis.Redis, settings: Settings, job_id: str) -> list[str]:
     """Where the broker holds a message for `job_id`: queue lists, and kombu's unacked hash."""
     found = [name for name in queue_lists(settings.queue_name) if job_id in ids_in(client, name)]
-    unacked: dict[str, str] = client.hgetall(UNACKED)  # type: ignore[assignment]
-    found += [UNACKED for entry in unacked.values() if json.loads(entry)[0].get("headers", {}).get("id") == job_id]
+    unacked: dict[str, str] = client.hgetall(Keys(settings.queue_key_prefix).unacked)  # type: ignore[assignment]
+    found += ["unacked" for entry in unacked.values() if json.loads(entry)[0].get("headers", {}).get("id") == job_id]
     return found
 
 

@@ -82,6 +82,24 @@ class Keys:
         # token, for a resend of it after a lost reply (clear.lua).
         return f"{self.prefix}:reply:{token}"
 
+    # kombu's own bookkeeping of messages taken but not yet acknowledged. kombu names them
+    # `unacked`, `unacked_index` and `unacked_mutex` for every app on a Redis; two
+    # deployments on one Redis would then restore each other's in-flight messages with
+    # their own (short) visibility timeout. Named per deployment, outside our `prefix:`
+    # namespace: they are kombu's, and kombu empties and expires them.
+
+    @property
+    def unacked(self) -> str:
+        return f"unacked:{self.prefix}"
+
+    @property
+    def unacked_index(self) -> str:
+        return f"unacked_index:{self.prefix}"
+
+    @property
+    def unacked_mutex(self) -> str:
+        return f"unacked_mutex:{self.prefix}"
+
     @property
     def finished_channel(self) -> str:
         # Pub/sub channel (stores nothing): a job id is published when its job finishes,

@@ -43,6 +43,7 @@ class PocketQueueCelery(Celery):  # type: ignore[misc]  # celery ships no type h
 def create_celery_app(settings: Settings) -> PocketQueueCelery:
     import_task_modules(settings.task_modules)
     app = PocketQueueCelery(settings)
+    keys = app.keys
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -67,6 +68,11 @@ def create_celery_app(settings: Settings) -> PocketQueueCelery:
             "priority_steps": list(PRIORITY_STEPS),
             "sep": PRIORITY_SEPARATOR,
             "queue_order_strategy": "priority",
+            # Per deployment (see Keys.unacked): another deployment's visibility timeout
+            # must never restore this one's in-flight messages.
+            "unacked_key": keys.unacked,
+            "unacked_index_key": keys.unacked_index,
+            "unacked_mutex_key": keys.unacked_mutex,
         },
         result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
         broker_connection_retry_on_startup=True,
