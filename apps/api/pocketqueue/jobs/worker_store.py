@@ -213,7 +213,7 @@ class WorkerJobStore:
 
     def republish(self, job_id: str, queue_list: str, grace_seconds: float, message: str) -> str:
         """Publish a queued job's lost message again: 'republished', or why not."""
-        args = [self.keys.prefix, job_id, queue_list, grace_seconds, message, self.keys.unacked]
+        args: list[str | float] = [self.keys.prefix, job_id, queue_list, grace_seconds, message, self.keys.unacked]
         outcome: str = self._republish(args=args)
         return outcome
 
