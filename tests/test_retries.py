@@ -178,3 +178,19 @@ async def test_between_attempts_the_job_is_retrying_in_the_schedule_with_a_jitte
     done = await finished(client, job["job_id"])
     assert (done["status"], done["attempts"]) == ("failed", 2)
     assert (await client.get(f"/api/queue/status/{other['job_id']}")).json()["status"] == "cancelled"
+
+
+async def test_reading_the_dead_letter_list_writes_nothing(
+    client: httpx.AsyncClient, sync_redis: redis.Redis, settings: Settings
+) -> None:
+    """An entry whose record is gone stays until trimming: a GET never writes."""
+    dead_letter = Keys(settings.queue_key_prefix).dead_letter
+    gone = f"gone-{uuid.uuid4()}"
+    sync_redis.zadd(dead_letter, {gone: time.time()})
+    try:
+        page = await client.get("/api/queue/dead-letter", params={"limit": 500})
+        assert page.status_code == 200
+        assert gone not in {job["job_id"] for job in page.json()["jobs"]}
+        assert sync_redis.zscore(dead_letter, gone) is not None
+    finally:
+        sync_redis.zrem(dead_letter, gone)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -11,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
@@ -58,6 +60,44 @@ async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
     # Redis went away between the flow's check and its work: same answer as the check.
     log.warning("Redis error on %s: %s", request.url.path, exc)
     return await _queue_error(request, RedisUnavailable())
+
+
+# Error replies with which Redis refuses a command for a while, whatever the command:
+# the service is unavailable (503), not broken (500). Each says what to look at.
+_REFUSALS = {
+    "OOM": "Redis is out of memory (maxmemory reached) and refuses writes",
+    "READONLY": "Redis is a read-only replica (a failover in progress, or REDIS_URL names a replica)",
+    "BUSY": "Redis is busy running a long script",
+    "LOADING": "Redis is loading its data set",
+    "MASTERDOWN": "Redis is a replica that lost its primary",
+    "MISCONF": "Redis refuses writes because it cannot save to disk",
+    "NOREPLICAS": "Redis refuses writes: not enough replicas answer",
+    "TRYAGAIN": "Redis asked to try again",
+}
+
+
+def redis_refusal(exc: ResponseError) -> str | None:
+    """Why Redis refused a command for now, or None for any other error reply."""
+    if isinstance(exc, OutOfMemoryError):  # redis-py strips the code from these two
+        return _REFUSALS["OOM"]
+    if isinstance(exc, ReadOnlyError):
+        return _REFUSALS["READONLY"]
+    # A refusal inside a Lua script comes back wrapped: "... @user_script: 110: -OOM ...".
+    found = _REFUSAL_CODE.search(str(exc))
+    return _REFUSALS[found.group(1)] if found else None
+
+
+_REFUSAL_CODE = re.compile(r"(?:^|[\s:-])(" + "|".join(_REFUSALS) + r")\b")
+
+
+async def _redis_refused(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ResponseError)
+    why = redis_refusal(exc)
+    if why is None:
+        return await _unexpected(request, exc)
+    log.warning("Redis refused a command on %s: %s", request.url.path, exc)
+    detail = f"{why}; the request changed nothing. Retry shortly."
+    return await _queue_error(request, RedisUnavailable(detail))
 
 
 def _invalid_request(request: Request, errors: list[dict[str, Any]]) -> JSONResponse:
@@ -115,6 +155,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(QueueError, _queue_error)
     app.add_exception_handler(RedisConnectionError, _redis_down)
     app.add_exception_handler(RedisTimeoutError, _redis_down)
+    app.add_exception_handler(ResponseError, _redis_refused)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
