@@ -168,3 +168,14 @@ def test_a_broker_url_other_than_redis_url_stops_start_up(tmp_path: Path, redis_
 )
 def test_urls_in_messages_never_show_a_password(url: str, shown: str) -> None:
     assert redacted(url) == shown
+
+
+def test_settings_that_contradict_each_other_are_one_clean_line(tmp_path: Path) -> None:
+    env = clean_env(QUEUE_JOB_TTL_SECONDS="60", QUEUE_IDEMPOTENCY_TTL_SECONDS="120")
+    result = run_cli("api", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "pocketqueue: error: invalid settings: QUEUE_IDEMPOTENCY_TTL_SECONDS must not exceed QUEUE_JOB_TTL_SECONDS"
+    ), result.stderr
+    assert "Value error" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

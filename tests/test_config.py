@@ -89,3 +89,37 @@ def test_retry_delays_are_positive_seconds_from_a_comma_list(monkeypatch: pytest
     monkeypatch.setenv("QUEUE_RETRY_DELAYS", "5,0")
     with pytest.raises(ValidationError, match="positive"):
         settings()
+
+
+def test_a_lower_record_ttl_alone_cuts_the_idempotency_default_to_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Set alone, a shorter record life must not stop start-up over a default nobody chose.
+    monkeypatch.setenv("QUEUE_JOB_TTL_SECONDS", "60")
+    assert settings().queue_idempotency_ttl_seconds == 60
+    monkeypatch.delenv("QUEUE_JOB_TTL_SECONDS")
+    monkeypatch.setenv("QUEUE_DEAD_LETTER_TTL_SECONDS", "90")
+    assert settings().queue_idempotency_ttl_seconds == 90
+    assert settings(queue_job_ttl_seconds=60).queue_idempotency_ttl_seconds == 60  # the shorter of the two
+    monkeypatch.setenv("QUEUE_IDEMPOTENCY_TTL_SECONDS", "30")
+    assert settings().queue_idempotency_ttl_seconds == 30  # a value the user chose, and fits, is kept
+
+
+def test_idempotency_keys_may_not_outlive_failed_records_either() -> None:
+    # A failed job's record expires after QUEUE_DEAD_LETTER_TTL_SECONDS; a repeat of its key
+    # after that would quietly create a second job.
+    with pytest.raises(ValidationError, match="must not exceed QUEUE_DEAD_LETTER_TTL_SECONDS"):
+        settings(queue_dead_letter_ttl_seconds=60, queue_idempotency_ttl_seconds=120)
+
+
+def test_a_lower_hard_time_limit_alone_cuts_the_soft_limit_default_to_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUEUE_TASK_TIME_LIMIT", "60")
+    assert settings().queue_task_soft_time_limit == 55  # the default's share: 3300 of 3600
+    assert settings(queue_task_time_limit=1).queue_task_soft_time_limit == 1
+    with pytest.raises(ValidationError, match="QUEUE_TASK_SOFT_TIME_LIMIT must not exceed"):
+        settings(queue_task_time_limit=60, queue_task_soft_time_limit=61)
+
+
+@pytest.mark.parametrize("name", ["jobs:3", "jobs,urgent", "my jobs", "jobs\t", " jobs"])
+def test_queue_names_that_kombu_or_celery_would_split_are_refused(name: str) -> None:
+    with pytest.raises(ValidationError, match="QUEUE_NAME must not contain"):
+        settings(queue_name=name)
+    assert settings(queue_name="jobs-urgent_v2.eu").queue_name == "jobs-urgent_v2.eu"

@@ -171,8 +171,8 @@ async def test_a_job_handed_back_at_shutdown_is_queued_again_without_using_an_at
     job_id = await queued_job(isolated, max_retries=0)
     first = claim(store, job_id, "node-a")
     queue = f"{isolated.queue_key_prefix}:test-list"
-    assert store.hand_back(job_id, "node-b", "m", queue) == "processing"  # not node-b's to hand back
-    assert store.hand_back(job_id, "node-a", "m", queue) == "ok"
+    assert store.hand_back(job_id, "another-attempt", "m", queue) == "superseded"  # not this attempt's
+    assert store.hand_back(job_id, first.token, "m", queue) == "ok"
     record = store.redis.hgetall(store.keys.job(job_id))
     assert (record["status"], record["attempts"]) == ("queued", "0")
     assert store.redis.exists(store.keys.lease(job_id)) == 0

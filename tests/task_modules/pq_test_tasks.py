@@ -129,3 +129,60 @@ def returns(job: JobContext, kind: str, size: int = 0) -> Any:
 @task(name="tests.raises_surrogate")
 def raises_surrogate(job: JobContext) -> None:
     raise ValueError("cannot encode \ud800 as UTF-8")
+
+
+def _wait_for_file(path: str, timeout: float = 60.0) -> None:
+    """Waits for the test to create `path`: a signal that needs no Redis (the test may have stopped it)."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.05)
+
+
+@task(name="tests.progress_in_outage")
+def progress_in_outage(job: JobContext, folder: str, hold: bool) -> str:
+    """Reports progress once the test has stopped Redis, then finishes (or, with `hold`, waits to be told to)."""
+    job.progress(10, step="before the outage")
+    _wait_for_file(os.path.join(folder, "outage"))
+    job.progress(90, step="during the outage")
+    with open(os.path.join(folder, f"reported-{job.job_id}"), "w"):
+        pass
+    if hold:
+        _wait_for_file(os.path.join(folder, "finish"))
+    return "done"
+
+
+class Abort(BaseException):
+    """A BaseException of the task's own, as some libraries define to unwind past `except Exception`."""
+
+
+@task(name="tests.raises_base")
+def raises_base(job: JobContext, kind: str) -> None:
+    """Raises a BaseException: 'exit' calls sys.exit(), 'interrupt' raises KeyboardInterrupt, else Abort."""
+    import sys
+
+    if kind == "exit":
+        sys.exit("the task called sys.exit()")
+    if kind == "interrupt":
+        raise KeyboardInterrupt("the task raised KeyboardInterrupt")
+    raise Abort("the task raised its own BaseException")
+
+
+@task(name="tests.exits_retried", retry_delays=[0.2], retry_on=[SystemExit])
+def exits_retried(job: JobContext) -> None:
+    """Lists SystemExit in retry_on, so a sys.exit() is retried like any listed error."""
+    import sys
+
+    sys.exit(f"attempt {job.attempt} exited")
+
+
+@task(name="tests.fails_then_holds", retry_delays=[0.2])
+def fails_then_holds(job: JobContext, hold: float) -> int:
+    """Attempt 1 reports progress, then fails; a later attempt waits `hold` s before reporting any."""
+    if job.attempt == 1:
+        job.progress(80, step="attempt 1: nearly done")
+        raise RuntimeError("attempt 1 failed on purpose")
+    time.sleep(hold)
+    job.progress(50, step=f"attempt {job.attempt}: half way")
+    return job.attempt

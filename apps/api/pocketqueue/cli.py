@@ -17,6 +17,7 @@ from typing import NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from pocketqueue import admin
 from pocketqueue.config import Settings, get_settings
@@ -161,6 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _settings_problem(error: ErrorDetails) -> str:
+    """One invalid setting as a user reads it: `NAME: what is wrong`, or the check's own sentence."""
+    # A check across settings has no location, and pydantic prefixes the sentence of any
+    # check that raised ValueError with "Value error, "; those sentences name the settings.
+    name = ".".join(map(str, error["loc"])).upper()
+    message = error["msg"].removeprefix("Value error, ")
+    return message if not name or message.startswith(name) else f"{name}: {message}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -179,6 +189,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pocketqueue: error: {exc.detail}", file=sys.stderr)
         return 2
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(_settings_problem(error) for error in exc.errors())
         print(f"pocketqueue: error: invalid settings: {problems}", file=sys.stderr)
         return 2

@@ -11,6 +11,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pocketqueue.errors import ConfigurationError
 
+# Defaults a lower setting cuts down to fit (see _derived_defaults): with one of these
+# unset, QUEUE_JOB_TTL_SECONDS=60 or QUEUE_TASK_TIME_LIMIT=60 alone must just work.
+DEFAULT_IDEMPOTENCY_TTL_SECONDS = 86_400
+DEFAULT_SOFT_TIME_LIMIT = 3_300
+SOFT_SHARE_OF_HARD_LIMIT = 11 / 12  # 3300 of 3600: the task keeps a twelfth to clean up
+
 
 class Settings(BaseSettings):
     """Every knob, with its default; `.env.example` documents each one."""
@@ -33,12 +39,12 @@ class Settings(BaseSettings):
     queue_key_prefix: str = Field(default="pq", min_length=1)
     queue_job_ttl_seconds: int = Field(default=86_400, ge=1)
     queue_task_time_limit: int = Field(default=3_600, ge=1)
-    queue_task_soft_time_limit: int = Field(default=3_300, ge=1)
+    queue_task_soft_time_limit: int = Field(default=DEFAULT_SOFT_TIME_LIMIT, ge=1)
     queue_recovery_seconds: int = Field(default=60, ge=4)
     queue_max_retries: int = Field(default=3, ge=0, le=100)
     queue_retry_delays: Annotated[list[float], NoDecode] = [5.0, 15.0, 45.0]
     queue_dead_letter_ttl_seconds: int = Field(default=604_800, ge=1)
-    queue_idempotency_ttl_seconds: int = Field(default=86_400, ge=1)
+    queue_idempotency_ttl_seconds: int = Field(default=DEFAULT_IDEMPOTENCY_TTL_SECONDS, ge=1)
     queue_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
     # Limits on what a caller can hand the queue (see jobs/payload.py for why each exists).
@@ -73,10 +79,38 @@ class Settings(BaseSettings):
             raise ValueError("QUEUE_RETRY_DELAYS must be one or more positive numbers of seconds, e.g. 5,15,45")
         return value
 
+    @field_validator("queue_name")
+    @classmethod
+    def _one_queue_name(cls, value: str) -> str:
+        # kombu names a queue's priority lists `<name>:<step>`, so a name holding ':' can be
+        # another queue's list; Celery's --queues (ours, and `celery worker -Q`) splits on
+        # ','; whitespace splits a name typed on any command line, and is invisible in .env.
+        if ":" in value or "," in value or any(char.isspace() for char in value):
+            raise ValueError(
+                f"QUEUE_NAME must not contain ':' (kombu's priority separator), ',' or whitespace; got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _derived_defaults(self) -> Settings:
+        # A default that does not fit a lower setting the user chose is cut down to fit; a
+        # value the user chose that does not fit is refused (by the checks below).
+        unset = set(type(self).model_fields) - self.model_fields_set
+        if "queue_task_soft_time_limit" in unset:
+            share = max(1, int(self.queue_task_time_limit * SOFT_SHARE_OF_HARD_LIMIT))
+            self.queue_task_soft_time_limit = min(DEFAULT_SOFT_TIME_LIMIT, share)
+        if "queue_idempotency_ttl_seconds" in unset:
+            shortest_record = min(self.queue_job_ttl_seconds, self.queue_dead_letter_ttl_seconds)
+            self.queue_idempotency_ttl_seconds = min(DEFAULT_IDEMPOTENCY_TTL_SECONDS, shortest_record)
+        return self
+
     @model_validator(mode="after")
     def _soft_limit_below_hard(self) -> Settings:
         if self.queue_task_soft_time_limit > self.queue_task_time_limit:
-            raise ValueError("QUEUE_TASK_SOFT_TIME_LIMIT must not exceed QUEUE_TASK_TIME_LIMIT")
+            raise ValueError(
+                f"QUEUE_TASK_SOFT_TIME_LIMIT must not exceed QUEUE_TASK_TIME_LIMIT "
+                f"({self.queue_task_soft_time_limit} > {self.queue_task_time_limit})"
+            )
         return self
 
     @model_validator(mode="after")
@@ -84,8 +118,19 @@ class Settings(BaseSettings):
         # An idempotency key answers with the job it created; the record must outlive the
         # key (it does when the key's TTL, counted from dispatch, is no longer than the
         # record's, counted from finish), or a repeat would quietly create a second job.
-        if self.queue_idempotency_ttl_seconds > self.queue_job_ttl_seconds:
-            raise ValueError("QUEUE_IDEMPOTENCY_TTL_SECONDS must not exceed QUEUE_JOB_TTL_SECONDS")
+        # A completed job's record lives QUEUE_JOB_TTL_SECONDS, a failed one's
+        # QUEUE_DEAD_LETTER_TTL_SECONDS: the key may outlive neither.
+        key_ttl = self.queue_idempotency_ttl_seconds
+        for name, record_ttl in (
+            ("QUEUE_JOB_TTL_SECONDS", self.queue_job_ttl_seconds),
+            ("QUEUE_DEAD_LETTER_TTL_SECONDS", self.queue_dead_letter_ttl_seconds),
+        ):
+            if key_ttl > record_ttl:
+                raise ValueError(
+                    f"QUEUE_IDEMPOTENCY_TTL_SECONDS must not exceed {name} ({key_ttl} > {record_ttl}): a repeat "
+                    "of a key whose job record has expired would create a second job; leave it unset to use "
+                    "the shorter"
+                )
         return self
 
     @property

@@ -230,9 +230,9 @@ class WorkerJobStore:
         before, _ = self._cancel(args=[self.keys.prefix, job_id, now_timestamp(), uuid.uuid4().hex])
         return str(before)
 
-    def hand_back(self, job_id: str, worker: str, message: str, queue_list: str) -> str:
-        """Requeue a job `worker` is still running as it shuts down, its cut attempt uncounted."""
-        outcome: str = self._hand_back(args=[self.keys.prefix, job_id, worker, now_timestamp(), message, queue_list])
+    def hand_back(self, job_id: str, token: str, message: str, queue_list: str) -> str:
+        """Requeue the attempt holding `token`, cut by its worker's shutdown, uncounted; 'ok' or why not."""
+        outcome: str = self._hand_back(args=[self.keys.prefix, job_id, token, now_timestamp(), message, queue_list])
         return outcome
 
     def get(self, job_id: str) -> Job | None:

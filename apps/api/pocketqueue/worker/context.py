@@ -10,10 +10,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from pocketqueue.jobs.models import JobStatus
 from pocketqueue.jobs.worker_store import WorkerJobStore
 
 log = logging.getLogger(__name__)
+
+# Redis out of reach for a moment (a restart, a failover, a network blip). Progress is
+# not worth failing an attempt over: it waits for the next heartbeat, and the lease
+# bounds how long an attempt can go on without Redis.
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
 
 
 class JobCancelled(Exception):
@@ -42,6 +50,15 @@ class JobContext:
         self._store = store
         self._lease_ms = lease_ms
         self._status = JobStatus.PROCESSING.value
+        # Progress the task reported while Redis was out of reach, sent with the next beat.
+        # The task's thread and the heartbeat thread both beat: one at a time, so an older
+        # value can never land after a newer one.
+        self._beat_lock = threading.Lock()
+        self._unsent_percent: int | None = None
+        self._unsent_step: str | None = None
+        # The last beat found Redis out of reach: until one gets through, progress() only
+        # notes its value (each try would hold the task up for redis-py's retries).
+        self._unreachable = False
 
     @property
     def status(self) -> str:
@@ -57,7 +74,15 @@ class JobContext:
         """Record progress (0-100) and an optional step name; raises JobCancelled if cancelled."""
         if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
             raise ValueError(f"progress must be an int from 0 to 100, got {percent!r}")
-        self.beat(percent, step)
+        with self._beat_lock:
+            self._unsent_percent = percent
+            self._unsent_step = step if step is not None else self._unsent_step
+            waiting = self._unreachable
+        if not waiting:
+            try:
+                self.beat()
+            except UNREACHABLE as exc:
+                log.warning("job %s: progress not recorded yet (%s); it goes with the next heartbeat", self.job_id, exc)
         if self.cancelled:
             raise JobCancelled(f"job {self.job_id} is {self._status}")
 
@@ -65,8 +90,22 @@ class JobContext:
         """`return job.partial(result, errors)` finishes the job as `partial`, keeping both."""
         return Partial(result, list(errors))
 
-    def beat(self, percent: int | None = None, step: str | None = None) -> None:
-        self._status = self._store.heartbeat(self.job_id, self._token, self.worker, self._lease_ms, percent, step)
+    def beat(self) -> None:
+        """Renew the lease, with any progress not recorded yet; learn the job's status."""
+        with self._beat_lock:
+            percent, step = self._unsent_percent, self._unsent_step
+            try:
+                status = self._store.heartbeat(self.job_id, self._token, self.worker, self._lease_ms, percent, step)
+            except UNREACHABLE:
+                self._unreachable = True
+                raise
+            self._status, self._unreachable = status, False
+            self._unsent_percent = self._unsent_step = None
+
+    def flush(self) -> None:
+        """Record progress still unsent (Redis was out of reach), before the attempt's outcome."""
+        if self._unsent_percent is not None or self._unsent_step is not None:
+            self.beat()
 
 
 class _Heartbeats:

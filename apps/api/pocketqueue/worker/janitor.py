@@ -173,13 +173,20 @@ class Janitor:
                     republished += 1
         return republished
 
-    def hand_back(self, job_ids: list[str]) -> None:
-        """Requeue the jobs this worker is still running as it shuts down (see signals.py)."""
+    def hand_back(self, claims: list[tuple[str, str]]) -> None:
+        """Requeue the attempts this worker still runs as it shuts down: (job id, claim token) pairs.
+
+        By token, not by worker name: another worker may share the name, or run a newer
+        attempt of the same job (see jobs/lua/hand_back.lua).
+        """
         store = self.app.janitor_store
-        for job_id in job_ids:
+        for job_id, token in claims:
             job = store.get(job_id)
             if job is None:
                 continue
             message, queue_list = message_for(self.app, job, self.app.settings.queue_name)
-            if store.hand_back(job_id, self.worker_name, message, queue_list) == "ok":
+            outcome = store.hand_back(job_id, token, message, queue_list)
+            if outcome == "ok":
                 log.warning("job %s handed back: still running when the shutdown grace ended", job_id)
+            else:
+                log.info("job %s not handed back: %s", job_id, outcome)

@@ -1,9 +1,11 @@
 """Hooks in the worker's main process, outside the jobs' own processes.
 
 - The janitor starts with the worker and stops with it (see janitor.py).
+- Each job message gets its attempt's claim token as it arrives, so this process knows
+  which attempt each of its running jobs is (the pool process that runs it claims with it).
 - SIGTERM is a warm shutdown: running jobs finish, no new ones start. It is bounded by
-  QUEUE_SHUTDOWN_GRACE_SECONDS: after that, the pool's processes are stopped and the jobs
-  they were running are handed back (queued again, the cut attempt uncounted).
+  QUEUE_SHUTDOWN_GRACE_SECONDS: after that, the pool's processes are stopped and the
+  attempts they were running are handed back (queued again, the cut attempt uncounted).
 - The hard time limit: Celery kills the job's process, so the task never writes its outcome.
 - A revoke (`celery control revoke`, Flower's revoke button): Celery discards the message
   (or kills the running job's process), so the job's record would stay queued or
@@ -21,12 +23,14 @@ import os
 import signal
 import threading
 import time
+import uuid
 from typing import Any
 
 from billiard.exceptions import TimeLimitExceeded
 from billiard.process import active_children
 from celery.signals import (
     task_failure,
+    task_received,
     task_revoked,
     task_unknown,
     worker_ready,
@@ -37,6 +41,7 @@ from redis.exceptions import RedisError
 
 from pocketqueue.jobs.models import JobError
 from pocketqueue.worker.janitor import Janitor
+from pocketqueue.worker.tasks import CLAIM_TOKEN, JobTask, retry_redis
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +77,7 @@ def _bound_warm_shutdown(sig: str = "", how: str = "", **_: Any) -> None:
         # from there, a nested join that can wait forever. Ending the pool's processes
         # lets that join return. They are ended before their jobs are handed back, so no
         # job runs here and elsewhere at once.
-        running = _running_job_ids()
+        running = _running_claims()
         if not running:
             return  # nothing running: the pool's processes are already on their way out
         log.warning("jobs still running after %s s (QUEUE_SHUTDOWN_GRACE_SECONDS); handing them back", grace)
@@ -90,21 +95,29 @@ def _bound_warm_shutdown(sig: str = "", how: str = "", **_: Any) -> None:
     timer.start()
 
 
-def _running_job_ids() -> list[str]:
-    """Ids of the jobs this worker is running (Celery's WeakSet, read from another thread)."""
+def _issue_claim_token(request: Any = None, **_: Any) -> None:
+    # Made here, in the main process, before the job reaches a pool process: the pool
+    # process's memory is out of reach, and the shutdown hand-back must name the attempt.
+    if isinstance(getattr(request, "task", None), JobTask):
+        request.request_dict[CLAIM_TOKEN] = uuid.uuid4().hex
+
+
+def _running_claims() -> list[tuple[str, str]]:
+    """(job id, claim token) of each attempt this worker runs (Celery's WeakSet, read from another thread)."""
     from celery.worker import state
 
     for _ in range(50):
         try:
-            return [request.id for request in list(state.active_requests)]
+            requests = list(state.active_requests)
         except RuntimeError:  # the main thread changed the set while we read it; read again
             continue
+        # A request without a token came some other way; its job is recovered like a crash.
+        claims = [(request.id, request.request_dict.get(CLAIM_TOKEN)) for request in requests]
+        return [(job_id, token) for job_id, token in claims if token]
     return []
 
 
 def _record_hard_time_limit(sender: Any = None, task_id: str = "", exception: Any = None, **_: Any) -> None:
-    from pocketqueue.worker.tasks import JobTask
-
     if not isinstance(sender, JobTask) or not isinstance(exception, TimeLimitExceeded):
         return
     settings = sender.app.settings
@@ -116,14 +129,20 @@ def _record_hard_time_limit(sender: Any = None, task_id: str = "", exception: An
     # old lease lapsed). Half a lease of slack tells the two apart.
     before = time.time() - limit + settings.lease_seconds / 2
     store = sender.app.job_store
-    outcome = store.fail_timed_out(task_id, error, settings.queue_dead_letter_ttl_seconds, _worker_name, before)
+    dead_ttl = settings.queue_dead_letter_ttl_seconds
+    fail = lambda: store.fail_timed_out(task_id, error, dead_ttl, _worker_name, before)  # noqa: E731
+    # Ride out a Redis blip as every outcome write does: given up, the job would be
+    # recovered as a lost worker and run again, and a time limit is never retried.
+    try:
+        outcome = retry_redis(fail, "recording the hard time limit", task_id)
+    except RedisError as exc:
+        log.error("job %s hit the time limit but could not be failed (%s); it will be recovered", task_id, exc)
+        return
     if outcome != "ok":
         log.warning("job %s hit the time limit but was not failed: %s", task_id, outcome)
 
 
 def _record_revoke(sender: Any = None, request: Any = None, **_: Any) -> None:
-    from pocketqueue.worker.tasks import JobTask
-
     job_id = getattr(request, "id", None)
     if not isinstance(sender, JobTask) or not job_id:
         return
@@ -147,18 +166,16 @@ def _record_unknown_task(sender: Any = None, name: str = "", id: str = "", **_: 
     message = f"task {name!r} is not registered on {hostname}; check its TASK_MODULES"
     error = JobError(type="TaskNotRegistered", message=message)
     # Celery discards the message after this, so ride out a short Redis outage here.
-    for delay in (0.5, 1.0, 2.0, 4.0, 0.0):
-        try:
-            store.fail_queued(id, error, app.settings.queue_dead_letter_ttl_seconds)
-            return
-        except RedisError:
-            time.sleep(delay)
-    log.error("job %s could not be failed (Redis unavailable); it stays queued without a message", id)
+    try:
+        retry_redis(lambda: store.fail_queued(id, error, app.settings.queue_dead_letter_ttl_seconds), "failing", id)
+    except RedisError:
+        log.error("job %s could not be failed (Redis unavailable); it stays queued without a message", id)
 
 
 worker_ready.connect(_start_janitor, weak=False)
 worker_shutdown.connect(_stop_janitor, weak=False)
 worker_shutting_down.connect(_bound_warm_shutdown, weak=False)
+task_received.connect(_issue_claim_token, weak=False)
 task_failure.connect(_record_hard_time_limit, weak=False)
 task_unknown.connect(_record_unknown_task, weak=False)
 task_revoked.connect(_record_revoke, weak=False)

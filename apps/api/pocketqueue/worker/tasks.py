@@ -15,8 +15,9 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar, cast
 
+from billiard.common import terminate_handler_fired
 from celery import Task, shared_task
-from celery.exceptions import Reject, SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded, WorkerShutdown, WorkerTerminate
 from redis.exceptions import RedisError
 
 from pocketqueue.jobs.models import JobError, now_timestamp
@@ -25,7 +26,7 @@ from pocketqueue.jobs.worker_store import Claim, WorkerJobStore, to_json
 from pocketqueue.worker.context import JobCancelled, JobContext, Partial, heartbeats
 from pocketqueue.worker.request import JobRequest
 
-__all__ = ["JobCancelled", "JobContext", "JobTask", "Partial", "backoff", "task"]
+__all__ = ["CLAIM_TOKEN", "JobCancelled", "JobContext", "JobTask", "Partial", "backoff", "retry_redis", "task"]
 
 log = logging.getLogger(__name__)
 
@@ -36,23 +37,53 @@ T = TypeVar("T")
 # How long a worker rides out a Redis outage around a claim or an outcome (7.5 s in all).
 REDIS_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
 
+# The request field carrying an attempt's claim token. The worker's main process makes
+# the token when the message arrives (signals.py) and the pool process running the job
+# claims with it, so the main process knows which attempt each running job is: the
+# shutdown hand-back requeues only that attempt, never a newer one of the same job
+# (run elsewhere, maybe by a worker with the same name).
+CLAIM_TOKEN = "pocketqueue_claim"
 
-def _with_redis_retries(action: Callable[[], T], what: str, job_id: str) -> T:
-    """Run a job-store write, retrying a Redis outage for a while before giving up.
 
-    Giving up raises Reject(requeue=True): the message goes back to the broker instead of
-    being acknowledged with the record left half-way (queued or processing forever).
-    """
+def retry_redis(action: Callable[[], T], what: str, job_id: str) -> T:
+    """Run a job-store write, retrying a Redis outage for a while; the last RedisError escapes."""
     for delay in REDIS_RETRY_DELAYS:
         try:
             return action()
         except RedisError as exc:
             log.warning("job %s: %s failed (%s); retrying in %s s", job_id, what, exc, delay)
             time.sleep(delay)
+    return action()
+
+
+def _with_redis_retries(action: Callable[[], T], what: str, job_id: str) -> T:
+    """retry_redis(), for a task: giving up raises Reject(requeue=True).
+
+    The message then goes back to the broker instead of being acknowledged with the
+    record left half-way (queued or processing forever).
+    """
     try:
-        return action()
+        return retry_redis(action, what, job_id)
     except RedisError as exc:
         raise Reject(f"job {job_id}: {what} failed: {exc}", requeue=True) from exc
+
+
+def _flushed(context: JobContext, record: Callable[[], str]) -> Callable[[], str]:
+    """`record` preceded by any progress the task reported while Redis was out of reach."""
+
+    def flush_then_record() -> str:
+        context.flush()  # a no-op once sent, so a retried write does not send it twice
+        return record()
+
+    return flush_then_record
+
+
+class TaskRaisedBaseException(Exception):
+    """Tells Celery a job's task raised a BaseException (SystemExit, KeyboardInterrupt, ...).
+
+    The attempt's failure is recorded with the real exception first. Raised as itself, it
+    would end the pool process and Celery would count the job as lost with it.
+    """
 
 
 class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
@@ -68,21 +99,13 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
         job_id: str = self.request.id
         worker: str = self.request.hostname or "unknown"
         lease_ms = int(settings.lease_seconds * 1000)
-        token = uuid.uuid4().hex  # one per delivery: a claim retried after a lost reply finds itself
+        # One per delivery (a claim retried after a lost reply finds itself), made by the main
+        # process; a message that came some other way gets its own here.
+        token: str = getattr(self.request, CLAIM_TOKEN, None) or uuid.uuid4().hex
         began = now_timestamp()  # the attempt's start, however long Redis retries take below
         claim = _with_redis_retries(lambda: store.claim(job_id, worker, lease_ms, token, began), "claim", job_id)
         if not claim.started:
-            # A duplicate or stale message: the job is running elsewhere, finished, waiting
-            # in the schedule, or orphaned (the janitor requeues it). Acknowledge and drop.
-            if claim.outcome == "missing":
-                log.warning(
-                    "message %s (task %s) dropped: it has no job record (sent by a plain Celery client, beat "
-                    "or Flower?); dispatch PocketQueue jobs over HTTP or with the dispatch flow",
-                    job_id,
-                    self.name,
-                )
-            else:
-                log.info("job %s not run: %s", job_id, claim.outcome)
+            self._drop(claim)
             return
         context = JobContext(job_id, spec.name, claim.attempt, token, worker, store, lease_ms)
         heartbeats.add(context, interval=settings.lease_seconds / 3)
@@ -98,17 +121,42 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
         except JobCancelled:
             log.info("job %s stopped: %s", job_id, context.status)
             return
-        except Exception as exc:  # SystemExit is a shutdown, not a failure
-            if self._retry_later(spec, claim, exc):
+        except Exception as exc:
+            if self._retry_later(spec, claim, context, exc):
                 return
             raise
+        except BaseException as exc:
+            if _stops_this_process(exc):
+                raise
+            # The task's own (sys.exit(), a KeyboardInterrupt it raised, a BaseException of
+            # its own): a bug or a deliberate abort in the task, so the attempt fails with
+            # it. Retried only if the task lists it in retry_on: the default, Exception,
+            # leaves BaseExceptions out, as Python means them to be.
+            if self._retry_later(spec, claim, context, exc):
+                return
+            raise TaskRaisedBaseException(f"{type(exc).__name__}: {exc}") from exc
         finally:
             heartbeats.remove(context)
-        outcome = _with_redis_retries(record, "recording the result", job_id)
+        outcome = _with_redis_retries(_flushed(context, record), "recording the result", job_id)
         if outcome != "ok":
             log.warning("job %s finished but its result was discarded: job is %s", job_id, outcome)
 
-    def _retry_later(self, spec: TaskSpec, claim: Claim, exc: Exception) -> bool:
+    def _drop(self, claim: Claim) -> None:
+        """Log why a message is acknowledged without running its job."""
+        # A duplicate or stale message: the job is running elsewhere, finished, waiting in
+        # the schedule, or orphaned (the janitor requeues it).
+        job_id: str = self.request.id
+        if claim.outcome == "missing":
+            log.warning(
+                "message %s (task %s) dropped: it has no job record (sent by a plain Celery client, beat "
+                "or Flower?); dispatch PocketQueue jobs over HTTP or with the dispatch flow",
+                job_id,
+                self.name,
+            )
+        else:
+            log.info("job %s not run: %s", job_id, claim.outcome)
+
+    def _retry_later(self, spec: TaskSpec, claim: Claim, context: JobContext, exc: BaseException) -> bool:
         """Record the failed attempt: 'retrying' (returns True) or failed for good."""
         settings = self.app.settings
         store: WorkerJobStore = self.app.job_store
@@ -117,13 +165,25 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
         if spec.retries(exc) and not isinstance(exc, SoftTimeLimitExceeded) and claim.attempt <= claim.max_retries:
             delays = spec.retry_delays or settings.queue_retry_delays
             run_at = time.time() + backoff(delays, claim.attempt)
-            _with_redis_retries(lambda: store.retry(job_id, claim.token, error, run_at), "scheduling a retry", job_id)
+            retry = _flushed(context, lambda: store.retry(job_id, claim.token, error, run_at))
+            _with_redis_retries(retry, "scheduling a retry", job_id)
             log.warning("job %s attempt %s failed (%s); retrying at %.0f", job_id, claim.attempt, error.message, run_at)
             return True
         dead_ttl = settings.queue_dead_letter_ttl_seconds
-        fail = lambda: store.fail(job_id, error, dead_ttl, claim.token)  # noqa: E731
+        fail = _flushed(context, lambda: store.fail(job_id, error, dead_ttl, claim.token))
         _with_redis_retries(fail, "recording failure", job_id)
         return False
+
+
+def _stops_this_process(exc: BaseException) -> bool:
+    """Whether `exc` is the worker stopping this process, not something the task raised.
+
+    In a pool process, billiard turns SIGTERM (a cold shutdown, a terminate, the hard time
+    limit) into SystemExit and notes it; in a worker without a pool, Celery's shutdown
+    raises WorkerShutdown or WorkerTerminate. Either must unwind as it is: the job is
+    handed back, recovered or failed by whoever stopped it.
+    """
+    return terminate_handler_fired() or isinstance(exc, (WorkerShutdown, WorkerTerminate))
 
 
 def _error(exc: BaseException, attempt: int, soft_limit: int) -> JobError:

@@ -6,7 +6,10 @@
 -- lease: the janitor recovers it) or the job's status. Every later write of the attempt
 -- (heartbeat, outcome, retry) must present the token: attempt numbers repeat after a
 -- re-drive, tokens never do. Starting clears the poison-message count (see COUNT_DELIVERY):
--- the message was carried all the way, whatever crashed before.
+-- the message was carried all the way, whatever crashed before. It also clears what the
+-- previous attempt left: its `error` (kept in `error:<attempt>`, the attempt history), so a
+-- retry that succeeds does not show an old failure, and its progress and step, so progress
+-- never runs backwards as the new attempt starts from 0.
 
 --- @include "job"
 
@@ -33,8 +36,9 @@ if list then
   redis.call('EXPIRE', key('watermark'), tonumber(ttl) or 86400)
 end
 unpublish()
-redis.call('HSET', job, 'status', 'processing', 'started_at', ARGV[3], 'worker', ARGV[4], 'claim', ARGV[6])
-redis.call('HDEL', job, 'run_at', 'deliveries', 'last_delivery')
+redis.call('HSET', job, 'status', 'processing', 'started_at', ARGV[3], 'worker', ARGV[4], 'claim', ARGV[6],
+  'progress', '0')
+redis.call('HDEL', job, 'run_at', 'deliveries', 'last_delivery', 'error', 'step')
 hold_lease(ARGV[4], ARGV[5])
 move('queued', 'processing', ARGV[3])
 return {'started', attempt, tonumber(max_retries) or 0}
