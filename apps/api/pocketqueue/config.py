@@ -45,7 +45,9 @@ class Settings(BaseSettings):
     queue_retry_delays: Annotated[list[float], NoDecode] = [5.0, 15.0, 45.0]
     queue_dead_letter_ttl_seconds: int = Field(default=604_800, ge=1)
     queue_idempotency_ttl_seconds: int = Field(default=DEFAULT_IDEMPOTENCY_TTL_SECONDS, ge=1)
-    queue_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    # 20 s: the hand-back that follows it is done well inside Kubernetes' default 30 s
+    # (terminationGracePeriodSeconds); see the README for Docker's 10 s and systemd.
+    queue_shutdown_grace_seconds: float = Field(default=20.0, ge=0)
 
     # Limits on what a caller can hand the queue (see jobs/payload.py for why each exists).
     # Nesting is capped at 64 whatever the setting: every hop a job's arguments take (the
