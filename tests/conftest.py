@@ -95,6 +95,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         QUEUE_TASK_SOFT_TIME_LIMIT=str(settings.queue_task_soft_time_limit),
         WORKER_CONCURRENCY=str(settings.worker_concurrency),
         QUEUE_MAX_DELIVERIES=str(settings.queue_max_deliveries),
+        QUEUE_UNKNOWN_TASK_SECONDS=str(settings.queue_unknown_task_seconds),
         QUEUE_MAX_JSON_DEPTH=str(settings.queue_max_json_depth),
         QUEUE_MAX_RESULT_BYTES=str(settings.queue_max_result_bytes),
         PYTHONPATH=os.pathsep.join([str(TASK_MODULES_DIR), env.get("PYTHONPATH", "")]),

@@ -171,10 +171,10 @@ async def test_time_limits_fail_the_job_with_a_clear_error(
     assert {soft.job_id, hard.job_id} <= set(dead)
 
 
-async def test_a_job_for_a_task_the_worker_does_not_have_fails_instead_of_hanging(
-    redis_url: str, start_worker: StartWorker
+async def test_a_job_no_live_worker_can_run_fails_after_the_bound_instead_of_hanging(
+    redis_url: str, start_worker: StartWorker, sync_redis: redis.Redis
 ) -> None:
-    settings = private_settings(redis_url)
+    settings = private_settings(redis_url, queue_unknown_task_seconds=2)
     start_worker(settings.model_copy(update={"task_modules": []}))  # a worker without the test tasks
     async with open_runtime(settings) as runtime:
         job = await dispatch(runtime, "tests.add", 1, 2)
@@ -184,6 +184,26 @@ async def test_a_job_for_a_task_the_worker_does_not_have_fails_instead_of_hangin
     assert finished.error is not None
     assert finished.error.type == "TaskNotRegistered"
     assert "TASK_MODULES" in finished.error.message
+    assert "QUEUE_UNKNOWN_TASK_SECONDS" in finished.error.message
+    assert float(finished.finished_at.timestamp()) - float(read(sync_redis, settings, job.job_id)["unknown_since"]) >= 2
+
+
+async def test_a_job_reaching_a_worker_without_its_task_waits_for_one_that_has_it(
+    redis_url: str, start_worker: StartWorker, sync_redis: redis.Redis
+) -> None:
+    """An API deployed before its workers: the old worker hands the job back, the new one runs it."""
+    settings = private_settings(redis_url, queue_unknown_task_seconds=60)
+    old = start_worker(settings.model_copy(update={"task_modules": []}))
+    async with open_runtime(settings) as runtime:
+        job = await dispatch(runtime, "tests.add", 1, 2)
+        wait_until(lambda: "unknown_since" in read(sync_redis, settings, job.job_id))  # handed back once
+        wait_until(lambda: old.log().count(f"job {job.job_id}: task 'tests.add' is not registered here") >= 2)
+        assert read(sync_redis, settings, job.job_id)["status"] in ("scheduled", "queued")
+        start_worker(settings)  # the new version
+        finished = await runtime.watcher.wait_for(runtime.store, job.job_id, 30)
+    assert finished is not None
+    assert (finished.status, finished.result) == (JobStatus.COMPLETED, {"sum": 3, "job_id": job.job_id})
+    assert finished.attempt_errors == []
 
 
 async def test_a_duplicate_delivery_of_a_job_running_longer_than_its_lease_is_dropped(

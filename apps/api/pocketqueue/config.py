@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # crashed the worker, or could not be handed to a pool process) is quarantined: the
     # job fails into the dead letters instead of crash-looping every worker.
     queue_max_deliveries: int = Field(default=5, ge=1, le=100)
+    # How long a job may wait for a live worker that has registered its task (an API
+    # deployed before its workers) before it fails with TaskNotRegistered.
+    queue_unknown_task_seconds: float = Field(default=300.0, ge=0)
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
     @field_validator("redis_url", "celery_broker_url", "celery_result_backend", mode="before")

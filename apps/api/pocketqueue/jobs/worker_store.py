@@ -49,6 +49,7 @@ class WorkerJobStore:
         self._count_delivery = redis.register_script(scripts.COUNT_DELIVERY)
         self._republish = redis.register_script(scripts.REPUBLISH)
         self._lead = redis.register_script(scripts.LEAD)
+        self._defer = redis.register_script(scripts.DEFER)
 
     def claim(self, job_id: str, worker: str, lease_ms: int, token: str, started_at: str | None = None) -> Claim:
         """Claim a queued job under `token` (make one per message; retrying with it is safe)."""
@@ -241,6 +242,26 @@ class WorkerJobStore:
     def announce_worker(self, name: str, info: dict[str, Any], ttl_seconds: int) -> None:
         """Refresh this worker's heartbeat key (it lapses `ttl_seconds` after the worker stops)."""
         self.redis.set(self.keys.worker(name), json.dumps(info), ex=ttl_seconds)
+
+    def workers_with_task(self, task: str) -> list[str]:
+        """Names of the live workers whose heartbeat lists `task` (one key per worker: a short scan)."""
+        names = [str(key) for key in self.redis.scan_iter(self.keys.worker("*"), count=1000)]
+        if not names:
+            return []
+        found = []
+        for name, info in zip(names, self.redis.mget(names), strict=True):
+            if info is not None and task in json.loads(info).get("tasks", []):
+                found.append(name.removeprefix(self.keys.worker("")))
+        return found
+
+    def defer_unknown(
+        self, job_id: str, delay: float, wait_bound: float, error: JobError, dead_letter_ttl: int, give_up: bool
+    ) -> str:
+        """Hand back a queued job this worker cannot run (see defer.lua): 'deferred', 'failed' or its status."""
+        now = float(now_timestamp())
+        args: list[str | float | int] = [self.keys.prefix, job_id, f"{now:.6f}", f"{now + delay:.6f}", wait_bound]
+        outcome: str = self._defer(args=[*args, error.model_dump_json(), dead_letter_ttl, "1" if give_up else "0"])
+        return outcome
 
     def retire_worker(self, name: str) -> None:
         self.redis.delete(self.keys.worker(name))

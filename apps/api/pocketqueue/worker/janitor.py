@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 from pocketqueue.jobs.keys import queue_lists
 from pocketqueue.jobs.message import message_for
 from pocketqueue.jobs.models import JobError
+from pocketqueue.jobs.registry import registered_names
 
 if TYPE_CHECKING:
     from pocketqueue.worker.app import PocketQueueCelery
@@ -76,7 +77,14 @@ class Janitor:
         settings = self.app.settings
         store = self.app.janitor_store
         if now >= self._next_beat:
-            info = {"pid": os.getpid(), "queue": settings.queue_name, "concurrency": settings.worker_concurrency}
+            info = {
+                "pid": os.getpid(),
+                "queue": settings.queue_name,
+                "concurrency": settings.worker_concurrency,
+                # Which tasks this worker runs: a job for a task it lacks is handed back
+                # while some live worker has it (see signals.py).
+                "tasks": registered_names(),
+            }
             store.announce_worker(self.worker_name, info, ttl_seconds=int(settings.lease_seconds) + 1)
             self._next_beat = now + settings.lease_seconds / 3
         was_leading, self.leading = self.leading, store.lead(self.worker_name, int(LEAD_SECONDS * 1000))

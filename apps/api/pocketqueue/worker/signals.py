@@ -10,9 +10,11 @@
 - A revoke (`celery control revoke`, Flower's revoke button): Celery discards the message
   (or kills the running job's process), so the job's record would stay queued or
   processing with nothing to run it; it is cancelled instead, as the revoke meant.
-- A task this worker does not know: Celery discards the message, so the job would stay
-  queued forever. (The API accepts only tasks it has imported; a worker started with a
-  different TASK_MODULES is the usual cause.)
+- A task this worker does not know: Celery discards the message, so the job is handed
+  back (scheduled again shortly) for a worker that has the task; it fails only when no
+  live worker has had the task for QUEUE_UNKNOWN_TASK_SECONDS. (The API accepts only
+  tasks it has imported; an API deployed before its workers, or a worker started with
+  other TASK_MODULES, is the usual cause.)
 """
 
 from __future__ import annotations
@@ -162,14 +164,33 @@ def _record_unknown_task(sender: Any = None, name: str = "", id: str = "", **_: 
     store = getattr(app, "job_store", None)
     if app is None or store is None or not id:
         return
+    settings = app.settings
     hostname = getattr(sender, "hostname", None) or "this worker"
-    message = f"task {name!r} is not registered on {hostname}; check its TASK_MODULES"
+    wait = settings.queue_unknown_task_seconds
+    message = (
+        f"task {name!r} is not registered on {hostname}, and no live worker has registered it "
+        f"for {wait:g} s (QUEUE_UNKNOWN_TASK_SECONDS); check the workers' TASK_MODULES"
+    )
     error = JobError(type="TaskNotRegistered", message=message)
-    # Celery discards the message after this, so ride out a short Redis outage here.
+    delay = max(1.0, settings.janitor_interval * 2)
+
+    def defer() -> str:
+        # Celery drops the message after this: hand the job back for a worker that has
+        # the task (an API deployed before its workers), failing it only when none has.
+        give_up = not store.workers_with_task(name)
+        return str(store.defer_unknown(id, delay, wait, error, settings.queue_dead_letter_ttl_seconds, give_up))
+
     try:
-        retry_redis(lambda: store.fail_queued(id, error, app.settings.queue_dead_letter_ttl_seconds), "failing", id)
+        outcome = retry_redis(defer, "handing back", id)
     except RedisError:
-        log.error("job %s could not be failed (Redis unavailable); it stays queued without a message", id)
+        log.error(
+            "job %s could not be handed back (Redis unavailable); it is republished once its message is missed", id
+        )
+        return
+    if outcome == "deferred":
+        log.warning("job %s: task %r is not registered here; handed back for another worker", id, name)
+    elif outcome == "failed":
+        log.error("job %s failed: %s", id, message)
 
 
 worker_ready.connect(_start_janitor, weak=False)

@@ -38,7 +38,7 @@ end
 unpublish()
 redis.call('HSET', job, 'status', 'processing', 'started_at', ARGV[3], 'worker', ARGV[4], 'claim', ARGV[6],
   'progress', '0')
-redis.call('HDEL', job, 'run_at', 'deliveries', 'last_delivery', 'error', 'step')
+redis.call('HDEL', job, 'run_at', 'deliveries', 'last_delivery', 'unknown_since', 'error', 'step')
 hold_lease(ARGV[4], ARGV[5])
 move('queued', 'processing', ARGV[3])
 return {'started', attempt, tonumber(max_retries) or 0}
