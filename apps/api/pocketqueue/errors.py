@@ -14,6 +14,7 @@
     │   └── UniqueJobActive         409  another active job holds the unique_key
     └── ServiceUnavailable          503
         └── RedisUnavailable        503  Redis did not answer
+            └── DispatchOutcomeUnknown  503  Redis stopped answering mid-dispatch: the job may exist
 
 The API turns every one of them into an RFC 9457 `application/problem+json` body.
 """
@@ -148,3 +149,21 @@ class RedisUnavailable(ServiceUnavailable):
 
     def __init__(self, detail: str = "Redis did not answer; retry shortly.") -> None:
         super().__init__(detail)
+
+
+class DispatchOutcomeUnknown(RedisUnavailable):
+    title = "Dispatch outcome unknown"
+    slug = "dispatch-outcome-unknown"
+
+    def __init__(self, job_id: str) -> None:
+        # The script may have reached Redis before the connection failed (or reach it when
+        # a cut link returns: the kernel still holds it): only the record can tell.
+        super().__init__(
+            f"Redis stopped answering while job {job_id!r} was being written, so it may or may not exist: "
+            f"GET /api/queue/status/{job_id} tells (404: it was not created). To retry a dispatch safely, "
+            "send an Idempotency-Key."
+        )
+        self.job_id = job_id
+
+    def extensions(self) -> dict[str, str]:
+        return {"job_id": self.job_id}

@@ -109,15 +109,15 @@ class WorkerJobStore:
         )
         return str(outcome), int(deliveries)
 
-    def retry(self, job_id: str, token: str, error: JobError, run_at: float) -> str:
-        """Park the job as 'retrying' until `run_at` (epoch seconds); 'ok' or the status it found."""
+    def retry(self, job_id: str, token: str, error: JobError, backoff_seconds: float) -> str:
+        """Park the job as 'retrying' for `backoff_seconds` (by Redis's clock); 'ok' or the status it found."""
         outcome: str = self._retry(
             args=[
                 self.keys.prefix,
                 job_id,
                 token,
                 now_timestamp(),
-                f"{run_at:.6f}",
+                f"{backoff_seconds:.6f}",
                 f"{ATTEMPT_ERROR_PREFIX}{error.attempt}",
                 error.model_dump_json(),
             ]

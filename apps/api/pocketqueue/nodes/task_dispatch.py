@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pocketflow import AsyncNode
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from pocketqueue.errors import IdempotencyKeyReused, JobNotFound, QueueError, UniqueJobActive
+from pocketqueue.errors import DispatchOutcomeUnknown, IdempotencyKeyReused, JobNotFound, QueueError, UniqueJobActive
 from pocketqueue.jobs.message import message_for
 from pocketqueue.jobs.models import Job, JobStatus
 from pocketqueue.jobs.registry import lookup
@@ -26,8 +28,9 @@ class CeleryTaskDispatchNode(AsyncNode):  # type: ignore[misc]
     key created first), or `shared["error"]` (a QueueError). The record, its index entry
     and the Celery message (or the schedule entry, for a delayed job), the idempotency
     key and the unique key are written by one Lua script: a dispatch happens whole or not
-    at all, and concurrent duplicates create one job. Not retried: a retry after a lost
-    reply could publish twice (send an idempotency key to make retrying safe).
+    at all, and concurrent duplicates create one job; a resend of it after a lost reply
+    finds its own record (create.lua). If Redis stops answering mid-write the outcome is
+    unknown: it raises DispatchOutcomeUnknown, which names the job id to look up.
     """
 
     async def prep_async(self, shared: dict[str, Any]) -> tuple[QueueRuntime, DispatchRequest]:
@@ -65,7 +68,10 @@ class CeleryTaskDispatchNode(AsyncNode):  # type: ignore[misc]
         if request.idempotency_key is not None:
             ttl = settings.queue_idempotency_ttl_seconds
             idempotency = Idempotency(request.idempotency_key, request.fingerprint(), ttl)
-        created = await runtime.store.create(job, message, queue_list, settings.queue_job_ttl_seconds, idempotency)
+        try:
+            created = await runtime.store.create(job, message, queue_list, settings.queue_job_ttl_seconds, idempotency)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise DispatchOutcomeUnknown(job.job_id) from exc
         if created.outcome == "created":
             return "dispatched", job
         if created.outcome == "duplicate":

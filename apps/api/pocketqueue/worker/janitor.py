@@ -93,7 +93,7 @@ class Janitor:
         if not was_leading:
             log.info("janitor: %s leads (publishes due jobs, recovers lost ones)", self.worker_name)
             self.recover_orphans(full_scan=True)  # running jobs claimed before the leases set existed
-        self.publish_due(now)
+        self.publish_due(store.server_time())  # due times are compared by Redis's clock
         if now >= self._next_sweep:
             self.recover_orphans()
             self.republish_lost()

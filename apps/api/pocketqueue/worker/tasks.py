@@ -164,10 +164,10 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
         error = _error(exc, claim.attempt, settings.queue_task_soft_time_limit)
         if spec.retries(exc) and not isinstance(exc, SoftTimeLimitExceeded) and claim.attempt <= claim.max_retries:
             delays = spec.retry_delays or settings.queue_retry_delays
-            run_at = time.time() + backoff(delays, claim.attempt)
-            retry = _flushed(context, lambda: store.retry(job_id, claim.token, error, run_at))
+            wait = backoff(delays, claim.attempt)
+            retry = _flushed(context, lambda: store.retry(job_id, claim.token, error, wait))
             _with_redis_retries(retry, "scheduling a retry", job_id)
-            log.warning("job %s attempt %s failed (%s); retrying at %.0f", job_id, claim.attempt, error.message, run_at)
+            log.warning("job %s attempt %s failed (%s); retrying in %.1f s", job_id, claim.attempt, error.message, wait)
             return True
         dead_ttl = settings.queue_dead_letter_ttl_seconds
         fail = _flushed(context, lambda: store.fail(job_id, error, dead_ttl, claim.token))

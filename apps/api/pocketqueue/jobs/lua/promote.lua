@@ -11,7 +11,9 @@ if status ~= 'scheduled' and status ~= 'retrying' then
   return status or 'missing'
 end
 local due = redis.call('ZSCORE', key('schedule'), job_id)
-if not due or tonumber(due) > tonumber(ARGV[3]) then return 'not_due' end
+-- Due by the Redis server's clock, not the janitor's: a worker whose clock runs ahead
+-- must not publish a delayed job early.
+if not due or tonumber(due) > server_time() then return 'not_due' end
 redis.call('HDEL', job, 'run_at')
 redis.call('ZREM', key('schedule'), job_id)
 requeue(status, ARGV[3], ARGV[5], ARGV[4])
