@@ -20,6 +20,12 @@ from pocketqueue.jobs.payload import check_json
 # of failing every read, wait and listing that touches it.
 READ_DEPTH = 64
 
+# The record format this code writes and understands (field `v` of every record). Raise it
+# whenever a change means older workers would misread a record: during a rolling upgrade
+# an older worker then hands such a job back for a newer one instead of running it. A
+# newer version must always read every older format.
+RECORD_FORMAT = 1
+
 
 class JobStatus(StrEnum):
     SCHEDULED = "scheduled"  # delayed: waits in PocketQueue's schedule until `run_at`
@@ -106,6 +112,7 @@ class Job(BaseModel):
             "created_at": _timestamp(self.created_at),
             # Decided at dispatch so every worker expires the record the same way.
             "ttl": str(ttl_seconds),
+            "v": str(RECORD_FORMAT),
         }
         if self.run_at is not None:
             fields["run_at"] = _timestamp(self.run_at)

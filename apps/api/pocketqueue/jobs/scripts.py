@@ -20,6 +20,8 @@ import re
 from functools import cache
 from pathlib import Path
 
+from pocketqueue.jobs.models import RECORD_FORMAT
+
 LUA_DIR = Path(__file__).with_name("lua")
 _INCLUDE = re.compile(r'^--- @include "([a-z_]+)"$', re.MULTILINE)
 
@@ -36,7 +38,8 @@ def load(name: str) -> str:
         seen.add(include)
         return _INCLUDE.sub(expand, (LUA_DIR / "includes" / f"{include}.lua").read_text())
 
-    return _INCLUDE.sub(expand, (LUA_DIR / f"{name}.lua").read_text())
+    source = _INCLUDE.sub(expand, (LUA_DIR / f"{name}.lua").read_text())
+    return source.replace("__RECORD_FORMAT__", str(RECORD_FORMAT))
 
 
 CREATE = load("create")

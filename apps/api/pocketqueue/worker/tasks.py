@@ -35,6 +35,7 @@ T = TypeVar("T")
 
 
 # How long a worker rides out a Redis outage around a claim or an outcome (7.5 s in all).
+NEWER_PAUSE_SECONDS = 1.0  # before handing back a job a newer version wrote (see run_job)
 REDIS_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
 
 # The request field carrying an attempt's claim token. The worker's main process makes
@@ -142,10 +143,16 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
             log.warning("job %s finished but its result was discarded: job is %s", job_id, outcome)
 
     def _drop(self, claim: Claim) -> None:
-        """Log why a message is acknowledged without running its job."""
+        """Log why a message is acknowledged without running its job (or hand it back)."""
         # A duplicate or stale message: the job is running elsewhere, finished, waiting in
         # the schedule, or orphaned (the janitor requeues it).
         job_id: str = self.request.id
+        if claim.outcome == "newer":
+            # A rolling upgrade: a newer version wrote this job. Back to the broker for a
+            # newer worker; the pause keeps an old worker alone with it from spinning.
+            log.warning("job %s was written by a newer PocketQueue; handing it back for a newer worker", job_id)
+            time.sleep(NEWER_PAUSE_SECONDS)
+            raise Reject(f"job {job_id}: record format newer than this worker's", requeue=True)
         if claim.outcome == "missing":
             log.warning(
                 "message %s (task %s) dropped: it has no job record (sent by a plain Celery client, beat "

@@ -9,13 +9,16 @@
 -- the message was carried all the way, whatever crashed before. It also clears what the
 -- previous attempt left: its `error` (kept in `error:<attempt>`, the attempt history), so a
 -- retry that succeeds does not show an old failure, and its progress and step, so progress
--- never runs backwards as the new attempt starts from 0.
+-- never runs backwards as the new attempt starts from 0. A record of a newer format than
+-- this version knows (a rolling upgrade) is not claimed: {'newer'}, and the worker hands
+-- the message back for a newer worker.
 
 --- @include "job"
 
-local status, max_retries, claim, attempts =
-  unpack(redis.call('HMGET', job, 'status', 'max_retries', 'claim', 'attempts'))
+local status, max_retries, claim, attempts, format =
+  unpack(redis.call('HMGET', job, 'status', 'max_retries', 'claim', 'attempts', 'v'))
 if not status then return {'missing'} end
+if (tonumber(format) or 1) > FORMAT then return {'newer'} end
 if status == 'processing' then
   if claim == ARGV[6] then return {'started', tonumber(attempts), tonumber(max_retries) or 0} end
   if redis.call('EXISTS', key('lease', job_id)) == 1 then return {'running'} end

@@ -5,6 +5,9 @@ local prefix, job_id = ARGV[1], ARGV[2]
 local function key(...) return prefix .. ':' .. table.concat({...}, ':') end
 local job = key('job', job_id)
 local ACTIVE = {scheduled = true, queued = true, processing = true, retrying = true}
+-- The record format these scripts understand (jobs/models.py RECORD_FORMAT, filled in by
+-- the loader). A record written by a newer version is left alone (see start.lua).
+local FORMAT = __RECORD_FORMAT__
 
 local function move(from_status, to_status, score)
   redis.call('ZREM', key('index', from_status), job_id)
