@@ -73,3 +73,18 @@ async def test_terminate_of_a_running_job_cancels_it_and_it_never_runs_again(
     assert after["status"] == "completed"
     assert sync_redis.llen(runs) == 1
     assert (await status_of(client, job["job_id"]))["status"] == "cancelled"
+
+
+def test_a_worker_refuses_to_start_with_plain_celery_tasks_registered(settings: Settings, tmp_path: Any) -> None:
+    """The short visibility timeout that is safe for jobs would run a long plain task twice."""
+    env = {**settings_env(settings), "TASK_MODULES": "pq_test_tasks,pq_plain_celery"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pocketqueue", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert "plain Celery tasks are registered on PocketQueue's app: plain.add" in done.stdout + done.stderr

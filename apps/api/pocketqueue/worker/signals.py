@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -35,6 +36,7 @@ from celery.signals import (
     task_received,
     task_revoked,
     task_unknown,
+    worker_init,
     worker_ready,
     worker_shutdown,
     worker_shutting_down,
@@ -49,6 +51,33 @@ log = logging.getLogger(__name__)
 
 _janitor: Janitor | None = None
 _worker_name = ""
+
+
+def _refuse_plain_celery_tasks(sender: Any = None, **_: Any) -> None:
+    """Stop start-up if a plain Celery task (`@shared_task`, `@app.task`) is registered here.
+
+    PocketQueue's app runs with a short visibility timeout: safe for its own jobs, whose
+    records drop a redelivered message, but a plain task running longer than it would
+    be delivered again and run twice. So such a task is refused, not run unsafely.
+    """
+    from pocketqueue.worker.tasks import JobTask
+
+    app: Any = getattr(sender, "app", None)
+    if getattr(app, "settings", None) is None:
+        return
+    plain = sorted(
+        name for name, task in app.tasks.items() if not name.startswith("celery.") and not isinstance(task, JobTask)
+    )
+    if plain:
+        detail = (
+            f"plain Celery tasks are registered on PocketQueue's app: {', '.join(plain)}. Its short visibility "
+            "timeout would run a long one twice; make them @pocketqueue.task functions (or run them on an app "
+            "of their own)."
+        )
+        # Celery swallows (and, this early, does not even log) an exception from a signal
+        # handler; SystemExit is not swallowed, and the worker stops with this line.
+        print(f"pocketqueue: error: {detail}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
 
 
 def _start_janitor(sender: Any = None, **_: Any) -> None:
@@ -193,6 +222,7 @@ def _record_unknown_task(sender: Any = None, name: str = "", id: str = "", **_: 
         log.error("job %s failed: %s", id, message)
 
 
+worker_init.connect(_refuse_plain_celery_tasks, weak=False)
 worker_ready.connect(_start_janitor, weak=False)
 worker_shutdown.connect(_stop_janitor, weak=False)
 worker_shutting_down.connect(_bound_warm_shutdown, weak=False)
