@@ -74,14 +74,18 @@ def run_worker(settings: Settings) -> None:
 
 
 def run_redis(settings: Settings) -> None:
-    with LocalRedis(settings.data_dir) as server:
+    with LocalRedis(settings.data_dir, appendfsync=settings.local_redis_appendfsync) as server:
         print(f"Local Redis at {server.url} (data in {settings.data_dir}/redis); Ctrl-C stops it.", flush=True)
         _wait_for_stop_signal(lambda: server.process is not None and server.process.poll() is None)
 
 
 def run_up(settings: Settings) -> int:
     """Start Redis (unless REDIS_URL is set), a worker and the API; restart any that exits; stop all on a signal."""
-    server = LocalRedis(settings.data_dir) if settings.uses_local_redis else None
+    server = (
+        LocalRedis(settings.data_dir, appendfsync=settings.local_redis_appendfsync)
+        if settings.uses_local_redis
+        else None
+    )
     supervisor = Supervisor()
     try:
         if server is not None:

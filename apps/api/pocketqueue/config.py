@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -16,6 +16,10 @@ from pocketqueue.errors import ConfigurationError
 DEFAULT_IDEMPOTENCY_TTL_SECONDS = 86_400
 DEFAULT_SOFT_TIME_LIMIT = 3_300
 SOFT_SHARE_OF_HARD_LIMIT = 11 / 12  # 3300 of 3600: the task keeps a twelfth to clean up
+
+# redis-server's AOF fsync policies PocketQueue offers; "no" is left out on purpose
+# (the OS flushes when it likes, so a power loss could drop half a minute of jobs).
+LocalRedisAppendFsync = Literal["everysec", "always"]
 
 
 class Settings(BaseSettings):
@@ -29,6 +33,8 @@ class Settings(BaseSettings):
     celery_result_backend: SecretStr | None = None
 
     data_dir: Path = Path("var")
+    # Durability of the local Redis (started when REDIS_URL is unset); see the README.
+    local_redis_appendfsync: LocalRedisAppendFsync = "everysec"
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     task_modules: Annotated[list[str], NoDecode] = []

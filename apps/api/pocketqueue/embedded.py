@@ -3,12 +3,14 @@
 When REDIS_URL is unset, `python -m pocketqueue up` (or `redis`) starts one, listening
 on loopback only, with AOF on so accepted jobs survive a restart. It writes its port to
 DATA_DIR/redis.port once it answers, and every other process (API, worker, `celery`,
-Flower) finds it there, with no extra flags. A restart reuses that port (while it is
-free), so processes still running reconnect by themselves.
+Flower) finds it there, with no extra flags. A restart reuses that port, so processes
+still running reconnect by themselves; it moves, with a warning, only when another
+program is listening there.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import subprocess
@@ -18,10 +20,13 @@ from types import TracebackType
 
 import redis
 
+from pocketqueue.config import LocalRedisAppendFsync
 from pocketqueue.errors import ConfigurationError
 
 PORT_FILE = "redis.port"
 START_TIMEOUT_SECONDS = 15.0
+
+logger = logging.getLogger(__name__)
 
 
 def redis_server_binary() -> str:
@@ -54,6 +59,23 @@ def local_redis_url(data_dir: Path) -> str | None:
     return None if port is None else f"redis://127.0.0.1:{port}/0"
 
 
+def port_is_listened_on(port: int) -> bool:
+    """Whether a listening socket holds `port` on loopback.
+
+    The check binds with SO_REUSEADDR, as redis-server does: connections left over from
+    the previous server (TIME-WAIT, or FIN-WAIT while a worker or Flower is still
+    connected) then do not count, since they would not stop redis-server binding either.
+    Without it, any client still connected at a restart moved the port.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -74,9 +96,16 @@ def answers(url: str, timeout: float = 1.0) -> bool:
 class LocalRedis:
     """A redis-server child process with its data (AOF) under `data_dir/redis`."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, write_port_file: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        write_port_file: bool = True,
+        appendfsync: LocalRedisAppendFsync = "everysec",
+    ) -> None:
         self.data_dir = data_dir
         self.write_port_file = write_port_file
+        self.appendfsync = appendfsync
         self.port = port or (self._previous_port() if write_port_file else None) or free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -84,12 +113,19 @@ class LocalRedis:
         port = recorded_port(self.data_dir)
         if port is None:
             return None
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                return None  # taken (by a Redis still running there, `start` will say)
-        return port
+        if not port_is_listened_on(port):
+            return port
+        existing = f"redis://127.0.0.1:{port}/0"
+        if not answers(existing):
+            # Processes still pointing at the old port will retry it until restarted:
+            # worth a warning, not a silent move.
+            logger.warning(
+                "Port %d, recorded in %s, is taken by another program; the local Redis moves to a new port. "
+                "Restart every process that was using it (workers, API, Flower) so they find the new one.",
+                port,
+                self.data_dir / PORT_FILE,
+            )
+        return None  # if a Redis still runs there for this DATA_DIR, `start` says so
 
     @property
     def url(self) -> str:
@@ -105,7 +141,11 @@ class LocalRedis:
             [
                 redis_server_binary(),
                 *("--port", str(self.port), "--bind", "127.0.0.1", "--protected-mode", "yes"),
-                *("--dir", str(store.resolve()), "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""),
+                *("--dir", str(store.resolve()), "--save", ""),
+                # everysec: a power loss can lose the last second or two of accepted
+                # writes (so can a SIGKILL while a slow disk makes Redis defer its AOF
+                # writes); always: none, at the price of an fsync before every reply.
+                *("--appendonly", "yes", "--appendfsync", self.appendfsync),
                 *("--daemonize", "no", "--logfile", str((store / "redis.log").resolve())),
             ],
             stdout=subprocess.DEVNULL,
