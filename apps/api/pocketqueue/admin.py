@@ -72,12 +72,22 @@ async def _redrive(settings: Settings, job_ids: list[str] | None, task: str | No
     from pocketqueue.nodes import RedriveFilter
     from pocketqueue.runtime import open_runtime
 
+    redriven: list[str] = []
+    skipped: dict[str, str] = {}
+    cursor = None
     async with open_runtime(settings) as runtime:
-        shared: dict[str, Any] = {"runtime": runtime, "redrive": RedriveFilter(job_ids=job_ids, task=task)}
-        if await create_redrive_flow().run_async(shared) == "unavailable":
-            raise RedisUnavailable(f"Redis did not answer ({shared.get('redis_error')}); nothing was re-driven.")
-        report = shared["report"]
-        return report.redriven, report.skipped
+        while True:  # a bulk re-drive goes MAX_SCAN dead letters at a time
+            wanted = RedriveFilter(job_ids=job_ids, task=task, cursor=cursor)
+            shared: dict[str, Any] = {"runtime": runtime, "redrive": wanted}
+            if await create_redrive_flow().run_async(shared) == "unavailable":
+                done = f"{len(redriven)} re-driven before that" if redriven else "nothing was re-driven"
+                raise RedisUnavailable(f"Redis did not answer ({shared.get('redis_error')}); {done}.")
+            report = shared["report"]
+            redriven += report.redriven
+            skipped.update(report.skipped)
+            if report.next_cursor is None:
+                return redriven, skipped
+            cursor = report.next_cursor
 
 
 def _why(reason: str) -> str:

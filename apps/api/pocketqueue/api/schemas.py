@@ -6,8 +6,10 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from pocketqueue.errors import InvalidRequest
 from pocketqueue.jobs.models import Job, Priority
 from pocketqueue.jobs.request import MAX_DELAY_SECONDS, MAX_KEY_LENGTH, DispatchRequest
+from pocketqueue.nodes.job_redrive import RedriveReport
 
 MAX_BATCH = 1000
 MAX_WAIT_SECONDS = 300.0
@@ -121,13 +123,38 @@ class RedriveRequest(BaseModel):
     job_ids: list[JobIdField] | None = Field(default=None, min_length=1, max_length=MAX_BATCH)
     task: str | None = Field(default=None, min_length=1, max_length=MAX_KEY_LENGTH)
     error_type: str | None = Field(default=None, min_length=1, max_length=200)
+    cursor: str | None = Field(
+        default=None,
+        pattern=r"^-?[0-9.e+-]{1,32}/.{1,200}$",
+        description="Carry on a bulk re-drive where the last answer's `next_cursor` says",
+    )
+
+    def position(self) -> tuple[float, str] | None:
+        """The cursor as (score, job id), or None to start from the oldest failed job."""
+        if self.cursor is None:
+            return None
+        score, job_id = self.cursor.split("/", 1)
+        try:
+            return float(score), job_id
+        except ValueError:
+            raise InvalidRequest(f"cursor {self.cursor!r} is not one this API returned") from None
 
 
 class RedrivePublic(BaseModel):
-    """The jobs queued again, and those left alone with why (their status, or 'missing')."""
+    """The jobs queued again, those left alone with why, and where to carry on (a bulk re-drive)."""
 
     redriven: list[str]
     skipped: dict[str, str]
+    next_cursor: str | None = Field(
+        default=None,
+        description="Set when a bulk re-drive stopped after 5,000 dead letters: send it as `cursor` to carry on",
+    )
+
+    @classmethod
+    def of(cls, report: RedriveReport) -> RedrivePublic:
+        after = report.next_cursor
+        cursor = None if after is None else f"{after[0]!r}/{after[1]}"
+        return cls(redriven=report.redriven, skipped=report.skipped, next_cursor=cursor)
 
 
 class DebugJobCreate(BaseModel):

@@ -107,14 +107,22 @@ class JobStore:
         if job_ids:
             await self.redis.zrem(self.keys.dead_letter, *job_ids)
 
-    async def dead_letter_ids(self, batch: int = 1000) -> list[str]:
-        """Every job id in the dead-letter set, oldest first."""
-        job_ids: list[str] = []
-        start = 0
-        while chunk := await self.redis.zrange(self.keys.dead_letter, start, start + batch - 1):
-            job_ids.extend(str(job_id) for job_id in chunk)
-            start += batch
-        return job_ids
+    async def dead_letter_after(self, cursor: tuple[float, str] | None, limit: int) -> list[tuple[str, float]]:
+        """Up to `limit` (job id, score) of the dead-letter set after `cursor`, oldest first.
+
+        A cursor is the (score, id) of the last entry seen: Redis orders equal scores by id,
+        so no entry is skipped or seen twice, whatever is re-driven (removed) meanwhile.
+        """
+        low = "-inf" if cursor is None else f"{cursor[0]!r}"
+        # From the cursor's score on, inclusive; the few entries sharing that score up to
+        # the cursor's id are dropped below (hence the margin: failures in one microsecond).
+        rows = await self.redis.zrangebyscore(
+            self.keys.dead_letter, low, "+inf", start=0, num=limit + 64, withscores=True
+        )
+        after = [(str(row[0]), float(row[1])) for row in rows]
+        if cursor is not None:
+            after = [(job_id, score) for job_id, score in after if (score, job_id) > cursor]
+        return after[:limit]
 
     async def clear(self, queue: str, clear_schedule: bool) -> int:
         """Empty `queue`'s lists, cancelling the jobs they held; returns how many were cancelled."""

@@ -16,6 +16,9 @@ from pocketqueue.runtime import QueueRuntime
 log = logging.getLogger(__name__)
 
 CHUNK = 500
+# Dead-letter entries one bulk re-drive examines at most: a request stays bounded however
+# many jobs failed; `next_cursor` says where the next one carries on.
+MAX_SCAN = 5000
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class RedriveFilter:
     job_ids: list[str] | None = None
     task: str | None = None
     error_type: str | None = None
+    cursor: tuple[float, str] | None = None  # a bulk re-drive carries on after this entry
 
     def matches(self, job: Job) -> bool:
         if self.task is not None and job.task != self.task:
@@ -36,6 +40,7 @@ class RedriveFilter:
 class RedriveReport:
     redriven: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # job id -> why (its status, 'missing', ...)
+    next_cursor: tuple[float, str] | None = None  # set when a bulk re-drive stopped at MAX_SCAN
 
 
 class JobRedriveNode(AsyncNode):  # type: ignore[misc]
@@ -57,30 +62,51 @@ class JobRedriveNode(AsyncNode):  # type: ignore[misc]
         runtime, wanted, _ = prep_res
         report = RedriveReport()
         named = wanted.job_ids is not None
-        job_ids = list(dict.fromkeys(wanted.job_ids or [])) if named else await runtime.store.dead_letter_ids()
-        for start in range(0, len(job_ids), CHUNK):
-            chunk = job_ids[start : start + CHUNK]
-            for job_id, job in zip(chunk, await runtime.store.get_many(chunk), strict=True):
-                if job is None:
-                    report.skipped[job_id] = "missing"
-                elif job.status != JobStatus.FAILED:
-                    report.skipped[job_id] = job.status.value
-                elif not wanted.matches(job):
-                    if named:  # an id the caller named is always accounted for
-                        report.skipped[job_id] = "filtered out"
-                else:
-                    message, queue_list = message_for(runtime.celery, job, runtime.settings.queue_name)
-                    outcome = await runtime.store.redrive(job_id, message, queue_list)
-                    if outcome == "ok":
-                        report.redriven.append(job_id)
-                    else:
-                        report.skipped[job_id] = outcome
+        if named:
+            job_ids = list(dict.fromkeys(wanted.job_ids or []))
+            for start in range(0, len(job_ids), CHUNK):
+                await self._redrive_chunk(runtime, wanted, job_ids[start : start + CHUNK], report)
+        else:
+            await self._redrive_dead_letters(runtime, wanted, report)
         if not named:  # entries whose records expired before the index was trimmed
             await runtime.store.forget_dead([job_id for job_id, why in report.skipped.items() if why == "missing"])
             report.skipped = {job_id: why for job_id, why in report.skipped.items() if why != "missing"}
         if report.redriven:
             log.info("re-drove %d failed job(s)", len(report.redriven))
         return report
+
+    async def _redrive_dead_letters(self, runtime: QueueRuntime, wanted: RedriveFilter, report: RedriveReport) -> None:
+        """Walk the dead-letter set from `wanted.cursor`, oldest first, MAX_SCAN entries at most."""
+        cursor, scanned = wanted.cursor, 0
+        while scanned < MAX_SCAN:
+            rows = await runtime.store.dead_letter_after(cursor, min(CHUNK, MAX_SCAN - scanned))
+            if not rows:
+                return
+            await self._redrive_chunk(runtime, wanted, [job_id for job_id, _ in rows], report)
+            scanned += len(rows)
+            cursor = (rows[-1][1], rows[-1][0])
+        if await runtime.store.dead_letter_after(cursor, 1):
+            report.next_cursor = cursor
+
+    async def _redrive_chunk(
+        self, runtime: QueueRuntime, wanted: RedriveFilter, job_ids: list[str], report: RedriveReport
+    ) -> None:
+        named = wanted.job_ids is not None
+        for job_id, job in zip(job_ids, await runtime.store.get_many(job_ids), strict=True):
+            if job is None:
+                report.skipped[job_id] = "missing"
+            elif job.status != JobStatus.FAILED:
+                report.skipped[job_id] = job.status.value
+            elif not wanted.matches(job):
+                if named:  # an id the caller named is always accounted for
+                    report.skipped[job_id] = "filtered out"
+            else:
+                message, queue_list = message_for(runtime.celery, job, runtime.settings.queue_name)
+                outcome = await runtime.store.redrive(job_id, message, queue_list)
+                if outcome == "ok":
+                    report.redriven.append(job_id)
+                else:
+                    report.skipped[job_id] = outcome
 
     async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: RedriveReport) -> str:
         shared["report"] = exec_res

@@ -58,8 +58,8 @@ async def retry_job(job_id: JobIdPath, runtime: RuntimeDep) -> JobPublic:
 async def retry_dead_letters(runtime: RuntimeDep, body: RedriveRequest | None = None) -> RedrivePublic:
     """Re-drive every dead-lettered job, or those matching `job_ids`, `task` and `error_type`."""
     wanted = body or RedriveRequest()
-    redrive = RedriveFilter(job_ids=wanted.job_ids, task=wanted.task, error_type=wanted.error_type)
+    where = wanted.position()
+    redrive = RedriveFilter(job_ids=wanted.job_ids, task=wanted.task, error_type=wanted.error_type, cursor=where)
     shared = new_shared(runtime, redrive=redrive)
     await flows.run_flow(flows.shared_flow(flows.create_redrive_flow), shared)
-    report = shared["report"]
-    return RedrivePublic(redriven=report.redriven, skipped=report.skipped)
+    return RedrivePublic.of(shared["report"])
