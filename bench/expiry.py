@@ -20,7 +20,8 @@ worker`, through bench/worker_entry.py), then
 5. compares keys and memory with the baselines, and once more after the workers stop.
 
 Exits 1 when a key is left over (other than the live workers' own `{prefix}:worker:*`
-heartbeats) or memory ends more than --limit-kib (64) above the warm baseline. Memory
+heartbeats and their janitors' `{prefix}:janitor` lease) or memory ends more than
+--limit-kib (64) above the warm baseline. Memory
 is INFO used_memory less what client connections hold (query buffers, which Redis 6.2
 leaves out of mem_clients_normal, and mem_clients_normal itself), the median of 21
 readings; the slow log is emptied before each reading. The report shows used_memory as
@@ -311,6 +312,11 @@ def connection_owners(redis_port: int) -> dict[int, int]:
     return owners
 
 
+def lives_with_workers(key: str, keys: Keys) -> bool:
+    """A key that lasts as long as a worker does: its heartbeat, or the janitors' leadership lease."""
+    return key.startswith(keys.worker("")) or key == keys.janitor
+
+
 def pattern(key: str, prefix: str) -> str:
     """A key with its ids and numbers replaced by `*` (and the run's prefix by `{prefix}`)."""
     key = key.replace(prefix, "{prefix}", 1) if key.startswith(prefix) else key
@@ -597,9 +603,9 @@ class Run:
         return time.perf_counter() - started
 
     def leftovers(self, baseline: Snapshot) -> list[str]:
-        """Keys that were not in `baseline`, other than live workers' heartbeats."""
-        live = self.keys.worker("")
-        return sorted(k for k in self.redis.scan_iter(count=1000) if k not in baseline.keys and not k.startswith(live))
+        """Keys that were not in `baseline`, other than live workers' heartbeats and janitor lease."""
+        keys = self.redis.scan_iter(count=1000)
+        return sorted(k for k in keys if k not in baseline.keys and not lives_with_workers(k, self.keys))
 
     def run_round(self, count: int, label: str, sampler: Sampler) -> RoundResult:
         result = RoundResult(count)
@@ -753,8 +759,7 @@ def run_lines(run: Run, result: RoundResult, wall: float) -> list[str]:
 
 def render(run: Run, result: RoundResult, shots: dict[str, Snapshot], peak: tuple[int, int], wall: float) -> str:
     empty, cold, warm, after, stopped = (shots[name] for name in ("empty", "cold", "warm", "after", "stopped"))
-    live = run.keys.worker("")
-    leftover = sorted(k for k in set(after.keys) - set(warm.keys) if not k.startswith(live))
+    leftover = sorted(k for k in set(after.keys) - set(warm.keys) if not lives_with_workers(k, run.keys))
     lines = [
         *run_lines(run, result, wall),
         f"peak keys during the run: {peak[1]:,}",
@@ -778,7 +783,7 @@ def render(run: Run, result: RoundResult, shots: dict[str, Snapshot], peak: tupl
         "",
         "keys at the warm baseline (by pattern):",
         *key_table(warm.keys, run.tag, warm.keys),
-        "keys left over (not in the warm baseline; live worker heartbeats excepted):",
+        "keys left over (not in the warm baseline; live worker heartbeats and janitor lease excepted):",
         *key_table(leftover, run.tag, after.keys),
         "keys not in the cold baseline (what the warm-up left):",
         *key_table(sorted(set(warm.keys) - set(cold.keys)), run.tag, warm.keys),
@@ -790,12 +795,11 @@ def render(run: Run, result: RoundResult, shots: dict[str, Snapshot], peak: tupl
 
 def verdict(run: Run, shots: dict[str, Snapshot]) -> list[str]:
     cold, warm, after = shots["cold"], shots["warm"], shots["after"]
-    live = run.keys.worker("")
     failures = []
-    leftover = [k for k in set(after.keys) - set(warm.keys) if not k.startswith(live)]
+    leftover = [k for k in set(after.keys) - set(warm.keys) if not lives_with_workers(k, run.keys)]
     if leftover:
         failures.append(f"{len(leftover):,} key(s) left over")
-    warmup_left = [k for k in set(warm.keys) - set(cold.keys) if not k.startswith(live)]
+    warmup_left = [k for k in set(warm.keys) - set(cold.keys) if not lives_with_workers(k, run.keys)]
     if warmup_left:
         failures.append(f"{len(warmup_left):,} key(s) left over by the warm-up")
     delta = after.used - warm.used
