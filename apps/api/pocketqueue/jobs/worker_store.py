@@ -244,7 +244,7 @@ class WorkerJobStore:
         self.redis.set(self.keys.worker(name), json.dumps(info), ex=ttl_seconds)
 
     def workers_with_task(self, task: str) -> list[str]:
-        """Names of the live workers whose heartbeat lists `task` (one key per worker: a short scan)."""
+        """Names of the live workers whose heartbeat lists `task` (a SCAN of the keyspace: call it rarely)."""
         names = [str(key) for key in self.redis.scan_iter(self.keys.worker("*"), count=1000)]
         if not names:
             return []
@@ -255,12 +255,19 @@ class WorkerJobStore:
         return found
 
     def defer_unknown(
-        self, job_id: str, delay: float, wait_bound: float, error: JobError, dead_letter_ttl: int, give_up: bool
+        self, job_id: str, task: str, delay: float, wait_bound: float, error: JobError, dead_letter_ttl: int
     ) -> str:
-        """Hand back a queued job this worker cannot run (see defer.lua): 'deferred', 'failed' or its status."""
+        """Hand back a queued job this worker cannot run (see defer.lua): 'deferred', 'failed' or its status.
+
+        Only once the job has waited `wait_bound` s does it look for a live worker with
+        the task (a scan of the workers' keys), to decide between handing back and failing.
+        """
         now = float(now_timestamp())
         args: list[str | float | int] = [self.keys.prefix, job_id, f"{now:.6f}", f"{now + delay:.6f}", wait_bound]
-        outcome: str = self._defer(args=[*args, error.model_dump_json(), dead_letter_ttl, "1" if give_up else "0"])
+        args += [error.model_dump_json(), dead_letter_ttl]
+        outcome: str = self._defer(args=[*args, "?"])
+        if outcome == "ask":
+            outcome = self._defer(args=[*args, "0" if self.workers_with_task(task) else "1"])
         return outcome
 
     def retire_worker(self, name: str) -> None:

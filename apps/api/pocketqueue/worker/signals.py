@@ -206,8 +206,7 @@ def _record_unknown_task(sender: Any = None, name: str = "", id: str = "", **_: 
     def defer() -> str:
         # Celery drops the message after this: hand the job back for a worker that has
         # the task (an API deployed before its workers), failing it only when none has.
-        give_up = not store.workers_with_task(name)
-        return str(store.defer_unknown(id, delay, wait, error, settings.queue_dead_letter_ttl_seconds, give_up))
+        return str(store.defer_unknown(id, name, delay, wait, error, settings.queue_dead_letter_ttl_seconds))
 
     try:
         outcome = retry_redis(defer, "handing back", id)
