@@ -13,7 +13,7 @@ import redis
 
 from conftest import api_client, make_settings, wait_until
 from pocketqueue.config import Settings
-from pocketqueue.jobs.keys import Keys
+from pocketqueue.jobs.keys import Keys, queue_lists
 from test_api import assert_problem, dispatch
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -90,8 +90,19 @@ async def test_a_unique_key_allows_one_active_job_and_names_it_in_the_conflict(
     assert second["job_id"] != first["job_id"]
 
 
-async def test_concurrent_dispatches_with_one_unique_key_create_one_job(client: httpx.AsyncClient) -> None:
-    body = {"task": "pocketqueue.debug", "kwargs": {"sleep": 0.5}, "unique_key": new_key()}
+@pytest.fixture
+async def idle_queue(redis_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
+    """The API on a private queue no worker consumes, with the default idempotency TTL."""
+    settings = make_settings(redis_url, new_key()[:8])
+    async with api_client(settings) as c:
+        yield c, settings
+
+
+async def test_concurrent_dispatches_with_one_unique_key_create_one_job(
+    idle_queue: tuple[httpx.AsyncClient, Settings],
+) -> None:
+    client, _ = idle_queue  # no worker: the job stays active however long the 50 requests take
+    body = {"task": "tests.add", "args": [1, 2], "unique_key": new_key()}
     responses = await asyncio.gather(*(post(client, body) for _ in range(50)))
     created = [r for r in responses if r.status_code == 202]
     assert len(created) == 1
@@ -119,3 +130,36 @@ async def test_an_idempotency_key_expires_after_its_ttl(
     later = await post(client, {"task": "tests.add", "args": [1, 2]}, key)
     assert later.status_code == 202
     assert later.json()["job_id"] != first.json()["job_id"]
+
+
+def footprint(client: redis.Redis, settings: Settings) -> dict[str, Any]:
+    """Everything a dispatch writes on a queue: records, index entries, schedule, broker messages."""
+    keys = Keys(settings.queue_key_prefix)
+    return {
+        "records": sorted(client.scan_iter(keys.job("*"), count=1000)),
+        "queued": client.zrange(keys.index("queued"), 0, -1),
+        "scheduled": client.zrange(keys.schedule, 0, -1),
+        "messages": [client.lrange(name, 0, -1) for name in queue_lists(settings.queue_name)],
+    }
+
+
+async def test_a_dispatch_the_create_script_refuses_queues_nothing(
+    idle_queue: tuple[httpx.AsyncClient, Settings], sync_redis: redis.Redis
+) -> None:
+    """Refused inside Redis (idempotency conflict, unique key held): no record, no message."""
+    client, settings = idle_queue
+    key, unique = new_key(), new_key()
+    first = await post(client, {"task": "tests.add", "args": [1, 2]}, key)
+    holder = await post(client, {"task": "tests.add", "args": [5, 6], "unique_key": unique})
+    assert (first.status_code, holder.status_code) == (202, 202)
+    before = footprint(sync_redis, settings)
+    assert len(before["records"]) == 2
+    assert sum(map(len, before["messages"])) == 2
+
+    clash = await post(client, {"task": "tests.add", "args": [1, 3]}, key)
+    assert_problem(clash, 409, "idempotency-key-reused")
+    assert footprint(sync_redis, settings) == before
+    for body in ({"task": "tests.add", "args": [7, 8]}, {"task": "tests.add", "args": [7, 8], "delay_seconds": 30}):
+        held = await post(client, {**body, "unique_key": unique})
+        assert assert_problem(held, 409, "unique-job-active")["job_id"] == holder.json()["job_id"]
+        assert footprint(sync_redis, settings) == before

@@ -14,7 +14,10 @@ import redis
 
 from conftest import WorkerProcess, api_client, make_settings
 from pocketqueue.config import Settings
-from pocketqueue.jobs.keys import Keys
+from pocketqueue.jobs.keys import Keys, queue_lists
+from pocketqueue.jobs.models import JobError
+from pocketqueue.jobs.worker_store import WorkerJobStore
+from pocketqueue.worker.tasks import MAX_BACKOFF_SECONDS, backoff
 from test_api import assert_problem, dispatch
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -119,7 +122,11 @@ async def test_bulk_re_drive_takes_only_the_jobs_its_filter_names(client: httpx.
     assert (await client.get(f"/api/queue/status/{other['job_id']}")).json()["status"] == "failed"
 
     by_id = await client.post("/api/queue/dead-letter/retry", json={"job_ids": [picked[0]["job_id"], "nope"]})
-    assert by_id.json() == {"redriven": [], "skipped": {picked[0]["job_id"]: "completed", "nope": "missing"}}
+    assert by_id.json() == {
+        "redriven": [],
+        "skipped": {picked[0]["job_id"]: "completed", "nope": "missing"},
+        "next_cursor": None,
+    }
     bad = await client.post("/api/queue/dead-letter/retry", json={"job_ids": []})
     assert_problem(bad, 422, "invalid-request")
 
@@ -137,6 +144,78 @@ async def test_the_dead_letter_list_pages_newest_first(client: httpx.AsyncClient
     ids = [j["job_id"] for j in first["jobs"] + second["jobs"]]
     assert ids[:3] == [j["job_id"] for j in reversed(jobs)]  # finished last, listed first
     assert_problem(await client.get("/api/queue/dead-letter", params={"limit": 0}), 422, "invalid-request")
+
+
+def test_backoff_spreads_each_listed_delay_over_plus_or_minus_twenty_percent() -> None:
+    delays = [1.0, 5.0]
+    for attempt, base in ((1, 1.0), (2, 5.0)):
+        waits = [backoff(delays, attempt) for _ in range(500)]
+        assert all(0.8 * base <= wait <= 1.2 * base for wait in waits), (attempt, min(waits), max(waits))
+        assert len(set(waits)) > 1  # jittered, not one fixed wait
+        # Spread over the whole band, not a sliver of it (500 draws: missing either end is ~1e-63).
+        assert min(waits) < 0.9 * base < 1.1 * base < max(waits)
+
+
+def test_backoff_past_the_delay_list_doubles_the_last_wait_each_time() -> None:
+    delays = [1.0, 5.0]
+    for attempt, base in ((3, 10.0), (4, 20.0), (5, 40.0)):
+        waits = [backoff(delays, attempt) for _ in range(200)]
+        assert all(0.8 * base <= wait <= 1.2 * base for wait in waits), (attempt, min(waits), max(waits))
+        assert len(set(waits)) > 1
+
+
+def test_backoff_is_capped_at_an_hour_however_many_attempts_failed() -> None:
+    assert MAX_BACKOFF_SECONDS == 3600
+    below = [backoff([1000.0], 2) for _ in range(200)]  # 2000 s, jittered: under the cap
+    assert all(1600 <= wait <= 2400 for wait in below)
+    for near in ([backoff([3500.0], 1) for _ in range(200)], [backoff([1000.0], 3) for _ in range(200)]):
+        # 3500 s, and 4000 s (doubled twice): the jitter may push either past the cap, where it is clipped.
+        assert all(2800 <= wait <= MAX_BACKOFF_SECONDS for wait in near)
+        assert min(near) < MAX_BACKOFF_SECONDS
+        assert max(near) == MAX_BACKOFF_SECONDS
+    for attempt in (4, 10, 100):  # 8000 s, 512,000 s, ~6e32 s before the cap: over it even jittered down
+        assert {backoff([1000.0], attempt) for _ in range(50)} == {MAX_BACKOFF_SECONDS}
+
+
+@pytest.fixture
+async def idle_queue(redis_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
+    """The API on a private queue no worker consumes: what the test queues stays queued."""
+    settings = make_settings(redis_url, uuid.uuid4().hex[:8])
+    async with api_client(settings) as c:
+        yield c, settings
+
+
+async def test_a_re_drive_is_refused_while_another_active_job_holds_the_unique_key(
+    idle_queue: tuple[httpx.AsyncClient, Settings], sync_redis: redis.Redis
+) -> None:
+    client, settings = idle_queue
+    keys = Keys(settings.queue_key_prefix)
+    unique = f"one-at-a-time-{uuid.uuid4().hex}"
+    failed = await dispatch(client, "tests.add", args=[1, 2], unique_key=unique)
+    store = WorkerJobStore(sync_redis, keys)
+    # Failed while queued (as a worker that cannot run it would): that frees the unique key...
+    assert store.fail_queued(failed["job_id"], JobError(type="RuntimeError", message="no"), 600) == "ok"
+    assert sync_redis.zscore(keys.dead_letter, failed["job_id"]) is not None
+    holder = await dispatch(client, "tests.add", args=[3, 4], unique_key=unique)  # ...for another job
+    assert holder["status"] == "queued"
+    assert sync_redis.get(keys.unique(unique)) == holder["job_id"]
+    messages_before = sum(sync_redis.llen(name) for name in queue_lists(settings.queue_name))
+
+    problem = assert_problem(await client.post(f"/api/queue/retry/{failed['job_id']}"), 409, "unique-job-active")
+    assert problem["job_id"] == holder["job_id"]
+    assert holder["job_id"] in problem["detail"]
+    # Refused whole: the failed job stays failed and dead-lettered, and nothing was queued.
+    assert (await client.get(f"/api/queue/status/{failed['job_id']}")).json()["status"] == "failed"
+    assert sync_redis.zscore(keys.dead_letter, failed["job_id"]) is not None
+    assert sync_redis.get(keys.unique(unique)) == holder["job_id"]
+    assert sum(sync_redis.llen(name) for name in queue_lists(settings.queue_name)) == messages_before
+
+    # Once the holder has finished, the same re-drive goes through.
+    assert (await client.delete(f"/api/queue/cancel/{holder['job_id']}")).status_code == 200
+    redriven = await client.post(f"/api/queue/retry/{failed['job_id']}")
+    assert redriven.status_code == 200, redriven.text
+    assert redriven.json()["status"] == "queued"
+    assert sync_redis.get(keys.unique(unique)) == failed["job_id"]
 
 
 @pytest.fixture
@@ -159,17 +238,22 @@ async def test_between_attempts_the_job_is_retrying_in_the_schedule_with_a_jitte
     while (state := (await client.get(f"/api/queue/status/{job['job_id']}")).json())["status"] != "retrying":
         assert time.monotonic() < deadline, state
         await asyncio.sleep(0.05)
-    failed_at = time.time()
+    seen_at = time.time()  # after retry.lua ran: its clock read no later than this
     assert state["attempts"] == 1
     assert state["error"]["message"] == "boom"
     run_at = state["run_at"]
     assert run_at is not None
-    due = sync_redis.zscore(Keys(settings.queue_key_prefix).schedule, job["job_id"])
+    keys = Keys(settings.queue_key_prefix)
+    due = sync_redis.zscore(keys.schedule, job["job_id"])
+    failed_at = sync_redis.zscore(keys.index("retrying"), job["job_id"])  # the worker's clock, before the script
     assert due is not None
-    assert 3 * 0.8 - 0.5 <= due - failed_at <= 3 * 1.2 + 0.1  # QUEUE_RETRY_DELAYS[0], +-20% jitter
+    assert failed_at is not None
+    # QUEUE_RETRY_DELAYS[0] = 3 s, +-20% jitter, counted from a moment between the two.
+    assert failed_at + 3 * 0.8 <= due <= seen_at + 3 * 1.2
 
     # Cancelling a retrying job takes it out of the schedule for good.
     other = await dispatch(client, "tests.fail", args=["boom"], max_retries=1)
+    deadline = time.monotonic() + 15
     while (await client.get(f"/api/queue/status/{other['job_id']}")).json()["status"] != "retrying":
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)

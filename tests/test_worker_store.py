@@ -178,7 +178,9 @@ async def test_a_job_handed_back_at_shutdown_is_queued_again_without_using_an_at
     assert store.redis.exists(store.keys.lease(job_id)) == 0
     assert store.redis.lrange(queue, 0, -1) == ["m"]
     assert store.complete(job_id, first.token, "1") == "queued"  # the cut attempt's late result is discarded
-    assert (claim(store, job_id, "node-b").outcome, record["attempts"]) == ("started", "0")
+    second = claim(store, job_id, "node-b")
+    assert (second.outcome, second.attempt) == ("started", 1)  # attempt 1 again: the cut one did not count
+    assert store.redis.hget(store.keys.job(job_id), "attempts") == "1"  # read after the claim, not before
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, {1, 2}, object()])
