@@ -21,8 +21,12 @@ install: $(STAMP)
 run: install  ## Redis (unless REDIS_URL is set) + worker + API, in the foreground
 	$(PY) -m pocketqueue up
 
+# Two streams of tests (pytest-xdist), each with its own Redis and worker; a file's tests
+# stay together. `make test PYTEST_WORKERS=0` runs them in one process.
+PYTEST_WORKERS ?= 2
+
 test: install  ## the whole suite against a real Redis and a real worker
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

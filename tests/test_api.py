@@ -205,11 +205,14 @@ async def test_cancel_a_running_job_stops_it(client: httpx.AsyncClient, sync_red
     assert response.json()["status"] == "cancelled"
     assert response.json()["finished_at"] is not None
 
-    # The task never checks for cancel itself, so only terminating it stops the ticks.
-    await asyncio.sleep(1.0)
-    ticks = sync_redis.llen(marks)
-    await asyncio.sleep(1.0)
-    assert sync_redis.llen(marks) == ticks < 100
+    # The task never checks for cancel itself, so only terminating it stops the ticks: wait
+    # (with a deadline) until they stop, well before the 100 it would reach on its own.
+    ticks, deadline = -1, asyncio.get_running_loop().time() + 20
+    while (now := sync_redis.llen(marks)) != ticks:
+        assert asyncio.get_running_loop().time() < deadline, "the ticks never stopped"
+        ticks = now
+        await asyncio.sleep(0.5)  # five ticks' time: a live task would have added some
+    assert ticks < 100
     final = (await client.get(f"/api/queue/status/{job['job_id']}")).json()
     assert final["status"] == "cancelled"
 

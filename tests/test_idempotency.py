@@ -70,18 +70,21 @@ async def test_a_unique_key_allows_one_active_job_and_names_it_in_the_conflict(
     client: httpx.AsyncClient, settings: Settings, sync_redis: redis.Redis
 ) -> None:
     unique = new_key()
-    first = await dispatch(client, "pocketqueue.debug", kwargs={"sleep": 1}, unique_key=unique)
+    # Scheduled a minute out: active for the whole test, however slow the machine.
+    first = await dispatch(client, "pocketqueue.debug", delay_seconds=60, unique_key=unique)
     held = Keys(settings.queue_key_prefix).unique(unique)
     assert sync_redis.get(held) == first["job_id"]
     clash = await post(client, {"task": "tests.add", "args": [1, 2], "unique_key": unique})
     problem = assert_problem(clash, 409, "unique-job-active")
     assert problem["job_id"] == first["job_id"]
     assert first["job_id"] in problem["detail"]
+    assert (await client.delete(f"/api/queue/cancel/{first['job_id']}")).status_code == 200
+    assert not sync_redis.exists(held)  # freed by the script that ended the job
 
-    done = await client.get(f"/api/queue/wait/{first['job_id']}", params={"timeout": 20})
+    second = await dispatch(client, "tests.add", args=[1, 2], unique_key=unique)  # free once ended
+    done = await client.get(f"/api/queue/wait/{second['job_id']}", params={"timeout": 20})
     assert done.json()["status"] == "completed"
     assert not sync_redis.exists(held)  # freed by the script that finished the job
-    second = await dispatch(client, "tests.add", args=[1, 2], unique_key=unique)  # free once finished
     cancelled = await dispatch(client, "pocketqueue.debug", kwargs={"sleep": 5}, unique_key=new_key())
     await client.delete(f"/api/queue/cancel/{cancelled['job_id']}")
     assert (
