@@ -120,3 +120,26 @@ async def test_one_janitor_leads_and_another_takes_over_when_it_dies(
     async with open_runtime(settings) as runtime:
         delayed = await submit(runtime, DispatchRequest("tests.add", [1, 2], delay_seconds=0.5))
     wait_until(lambda: read(sync_redis, settings, delayed.job_id)["status"] == "completed", timeout=20)
+
+
+async def test_a_lost_job_whose_arguments_cannot_be_read_back_is_failed_not_run_with_none(
+    redis_url: str, start_worker: StartWorker, sync_redis: redis.Redis
+) -> None:
+    """A record an older version wrote (nesting no parser reads back) is never republished with empty arguments."""
+    settings = private_settings(redis_url)
+    keys = Keys(settings.queue_key_prefix)
+    job_id, name, long_ago = str(uuid.uuid4()), queue_list(settings.queue_name, NORMAL), time.time() - 600
+    deep = '{"a":' * 1100 + "1" + "}" * 1100  # JSON, but deeper than Python's parser goes
+    record = {"job_id": job_id, "task": "tests.add", "status": "queued", "created_at": f"{long_ago:.6f}"}
+    record |= {"args": "[]", "kwargs": deep, "ttl": "600", "published_to": name, "published_at": f"{long_ago:.6f}"}
+    sync_redis.hset(keys.job(job_id), mapping=record)
+    sync_redis.zadd(keys.published(name), {job_id: long_ago})
+    sync_redis.zadd(keys.index("queued"), {job_id: long_ago})
+    assert sync_redis.llen(name) == 0  # its message is gone, as a purge leaves it
+
+    start_worker(settings)
+    wait_until(lambda: read(sync_redis, settings, job_id)["status"] == "failed", timeout=20)
+    failed = read(sync_redis, settings, job_id)
+    assert "PoisonMessage" in failed["error"]
+    assert "cannot be read back" in failed["error"]
+    assert sync_redis.llen(name) == 0  # never published

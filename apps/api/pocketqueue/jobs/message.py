@@ -19,6 +19,7 @@ from kombu.serialization import dumps as serialize
 
 from pocketqueue.jobs.keys import queue_list
 from pocketqueue.jobs.models import Job, Priority
+from pocketqueue.jobs.payload import PayloadError
 
 
 def message_for(app: Celery, job: Job, queue: str) -> tuple[str, str]:
@@ -27,6 +28,11 @@ def message_for(app: Celery, job: Job, queue: str) -> tuple[str, str]:
     Built afresh whenever a job is published (dispatch, a due schedule entry, a retry,
     a recovery, a re-drive), so records never carry a copy of their message.
     """
+    unreadable = sorted(set(job.unreadable or {}) & {"args", "kwargs"})
+    if unreadable:
+        # Shown empty, but never sent empty: the job would run with arguments nobody gave it.
+        why = "; ".join(f"{name}: {(job.unreadable or {})[name]}" for name in unreadable)
+        raise PayloadError(f"job {job.job_id}'s arguments cannot be read back, so it cannot be published ({why})")
     message = build_message(app, job.job_id, job.task, job.args, job.kwargs, queue, job.priority)
     return message, queue_list(queue, job.priority.broker_priority)
 

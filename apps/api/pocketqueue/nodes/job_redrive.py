@@ -11,6 +11,7 @@ from pocketflow import AsyncNode
 from pocketqueue.errors import UniqueJobActive
 from pocketqueue.jobs.message import message_for
 from pocketqueue.jobs.models import Job, JobStatus
+from pocketqueue.jobs.payload import PayloadError
 from pocketqueue.runtime import QueueRuntime
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,11 @@ class JobRedriveNode(AsyncNode):  # type: ignore[misc]
                 if named:  # an id the caller named is always accounted for
                     report.skipped[job_id] = "filtered out"
             else:
-                message, queue_list = message_for(runtime.celery, job, runtime.settings.queue_name)
+                try:
+                    message, queue_list = message_for(runtime.celery, job, runtime.settings.queue_name)
+                except PayloadError:  # arguments an older version wrote that cannot be read back
+                    report.skipped[job_id] = "unreadable arguments"
+                    continue
                 outcome = await runtime.store.redrive(job_id, message, queue_list)
                 if outcome == "ok":
                     report.redriven.append(job_id)

@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 from pocketqueue.jobs.keys import queue_lists
 from pocketqueue.jobs.message import message_for
 from pocketqueue.jobs.models import JobError
+from pocketqueue.jobs.payload import PayloadError
 from pocketqueue.jobs.registry import registered_names
 
 if TYPE_CHECKING:
@@ -175,7 +176,13 @@ class Janitor:
                 if job is None:
                     store.republish(job_id, queue_list, grace, "")  # drops the stale entry
                     continue
-                message, _ = message_for(self.app, job, settings.queue_name)
+                try:
+                    message, _ = message_for(self.app, job, settings.queue_name)
+                except PayloadError as exc:  # one bad record must not stop the sweep for the rest
+                    error = JobError(type="PoisonMessage", message=f"poison message: {exc.detail}")
+                    store.fail_queued(job_id, error, settings.queue_dead_letter_ttl_seconds)
+                    log.error("job %s failed: %s", job_id, error.message)
+                    continue
                 if store.republish(job_id, queue_list, grace, message) == "republished":
                     log.warning("job %s was queued but its message was gone; published again", job_id)
                     republished += 1
