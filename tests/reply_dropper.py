@@ -5,6 +5,10 @@ it to Redis, waits until Redis answers, then closes the client's connection with
 passing the answer on: the command ran, the client never heard. That is what a network
 blip after a write looks like, and what makes a client that resends commands run a
 script twice.
+
+Set `refusing` to a byte string instead and, for as long as it is set, every connection
+that sends a command containing it is closed with the command neither forwarded nor
+answered: Redis out of reach for exactly that command.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ class ReplyDropper:
         self.port = free_port()
         self.armed: bytes | None = None
         self.dropped = 0  # replies lost so far
+        self.refusing: bytes | None = None
+        self.refused = 0  # connections cut, their command unsent, so far
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="reply-dropper", daemon=True)
@@ -70,6 +76,9 @@ class ReplyDropper:
         to_client: asyncio.Task[None],
     ) -> None:
         while data := await client_reader.read(65536):
+            if self.refusing is not None and self.refusing in data:
+                self.refused += 1
+                return  # Redis never sees the command; the client's connection just closes
             if self.armed is not None and self.armed in data:
                 self.armed = None
                 to_client.cancel()  # from now on nothing reaches the client
