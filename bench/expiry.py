@@ -35,11 +35,9 @@ import asyncio
 import os
 import queue
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -56,12 +54,11 @@ from pydantic import SecretStr
 
 from pocketqueue import flows
 from pocketqueue.config import Settings
-from pocketqueue.embedded import LocalRedis
 from pocketqueue.jobs.keys import Keys
 from pocketqueue.jobs.models import JobStatus, Priority
 from pocketqueue.nodes import DispatchRequest
 from pocketqueue.runtime import QueueRuntime, open_runtime
-from procs import Service, ServiceError, code_version, machine_summary
+from procs import Service, ServiceError, code_version, machine_summary, scratch
 from run import ENQUEUE_BATCH, progress, scrub_settings_env
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -495,15 +492,9 @@ class Run:
     def __init__(self, options: Options, stack: ExitStack) -> None:
         self.options = options
         self.stack = stack
-        self.work_dir = Path(tempfile.mkdtemp(prefix="pocketqueue-expiry-"))
-        if not options.keep:
-            stack.callback(shutil.rmtree, self.work_dir, ignore_errors=True)
-        self.logs = self.work_dir / "logs"
-        self.logs.mkdir()
-        server = LocalRedis(self.work_dir, write_port_file=False)
-        stack.callback(server.stop)  # registered first: stopped last, after the workers
-        self.url = server.start()
-        self.port = server.port
+        place = scratch(stack, "expiry", options.keep)  # first: its Redis stops last, after the workers
+        self.work_dir, self.logs, self.url = place.work_dir, place.logs, place.url
+        self.port = place.redis.port
         tag = f"pqexp-{uuid.uuid4().hex[:6]}"
         self.tag = tag
         self.settings = Settings(  # type: ignore[call-arg]

@@ -33,10 +33,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -52,12 +50,11 @@ from pydantic import SecretStr
 import janitor_report
 from pocketqueue import flows
 from pocketqueue.config import Settings
-from pocketqueue.embedded import LocalRedis
 from pocketqueue.jobs.keys import Keys, queue_lists
 from pocketqueue.nodes import DispatchRequest
 from pocketqueue.runtime import open_runtime
 from pocketqueue.worker.app import create_celery_app
-from procs import Service, ServiceError, machine_busy_seconds
+from procs import Service, ServiceError, machine_busy_seconds, scratch
 from redis_watch import BrokerSampler, MonitorTally, Sample, Window, job_outcomes, read_counters
 from run import ENQUEUE_BATCH, progress, scrub_settings_env
 
@@ -99,16 +96,10 @@ class Scenario:
     def __init__(self, options: Options, stack: ExitStack) -> None:
         self.options = options
         self.stack = stack
-        self.work_dir = Path(tempfile.mkdtemp(prefix="pocketqueue-janitor-"))
-        if not options.keep:
-            stack.callback(shutil.rmtree, self.work_dir, ignore_errors=True)
-        self.logs = self.work_dir / "logs"
-        self.logs.mkdir()
-        server = LocalRedis(self.work_dir, write_port_file=False)
-        stack.callback(server.stop)  # registered first: stopped last, after the workers
-        self.url = server.start()
-        assert server.process is not None
-        self.redis_pid = server.process.pid
+        place = scratch(stack, "janitor", options.keep)  # first: its Redis stops last, after the workers
+        self.work_dir, self.logs, self.url = place.work_dir, place.logs, place.url
+        assert place.redis.process is not None
+        self.redis_pid = place.redis.process.pid
         self.tag = f"pqjan-{uuid.uuid4().hex[:6]}"
         self.settings = Settings(  # type: ignore[call-arg]
             _env_file=None,

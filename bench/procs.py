@@ -6,13 +6,19 @@ import contextlib
 import hashlib
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from pocketqueue.embedded import LocalRedis
 
 STOP_GRACE_SECONDS = 15.0
 POLL_SECONDS = 0.05
@@ -173,3 +179,30 @@ def own_tree_seconds() -> float:
     """CPU time of this process plus every child it has waited for (and theirs, transitively)."""
     times = os.times()
     return times.user + times.system + times.children_user + times.children_system
+
+
+@dataclass
+class Scratch:
+    """A scenario's scratch directory, its logs folder and its own Redis, already running."""
+
+    work_dir: Path
+    logs: Path
+    redis: LocalRedis
+    url: str
+
+
+def scratch(stack: ExitStack, name: str, keep: bool) -> Scratch:
+    """A scratch directory (removed on exit unless `keep`) with a Redis of its own in it.
+
+    The Redis is stopped on exit after everything registered on `stack` later (workers,
+    samplers), since an ExitStack unwinds last-in, first-out.
+    """
+    work_dir = Path(tempfile.mkdtemp(prefix=f"pocketqueue-{name}-"))
+    if not keep:
+        stack.callback(shutil.rmtree, work_dir, ignore_errors=True)
+    logs = work_dir / "logs"
+    logs.mkdir()
+    server = LocalRedis(work_dir, write_port_file=False)
+    stack.callback(server.stop)
+    url = server.start()
+    return Scratch(work_dir, logs, server, url)
