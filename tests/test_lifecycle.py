@@ -97,11 +97,17 @@ async def test_finished_jobs_expire_and_leave_nothing_behind(
     key = f"{settings.queue_key_prefix}:job:{jobs[0].job_id}"
     assert 0 < sync_redis.ttl(key) <= 2
 
+    prefix = settings.queue_key_prefix
+    # Kept on purpose, each bounded another way (see lua/includes/observe.lua): the worker's
+    # heartbeat, the janitor's leadership and the worker registry live as long as the
+    # worker; the global event stream is trimmed by length; counters, per-minute counts
+    # and recent run times outlive jobs by design (a week, 20 minutes, a week).
+    kept = (f"{prefix}:worker:", f"{prefix}:metrics", f"{prefix}:stats:", f"{prefix}:runtimes:")
+    kept_exactly = (f"{prefix}:janitor", f"{prefix}:events", f"{prefix}:workers")
+
     def our_keys() -> list[str]:
-        # The worker's heartbeat key and its janitor's leadership live as long as the
-        # worker; everything else goes.
-        keys = sync_redis.scan_iter(f"{settings.queue_key_prefix}:*")
-        return [k for k in keys if ":worker:" not in k and not k.endswith(":janitor")]
+        keys = sync_redis.scan_iter(f"{prefix}:*")
+        return [k for k in keys if not k.startswith(kept) and k not in kept_exactly]
 
     wait_until(lambda: not our_keys(), timeout=10, interval=0.2)
     assert not [k for k in sync_redis.scan_iter("celery-task-meta-*") if any(j.job_id in k for j in jobs)]

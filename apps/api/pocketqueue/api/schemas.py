@@ -56,6 +56,13 @@ class JobCreate(BaseModel):
     eta: AwareDatetime | None = Field(default=None, description="Run no sooner than this (ISO 8601, with offset)")
     idempotency_key: str | None = Key
     unique_key: str | None = Key
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="Up to 16 name: value strings (names: letters, digits, `_.-`, up to 64; values up to 128 "
+        "printable characters); find the job by them with `GET /jobs?tag=name:value`",
+        examples=[{"book_id": "42"}],
+    )
 
     @field_validator("eta", mode="before")
     @classmethod
@@ -80,6 +87,7 @@ class JobCreate(BaseModel):
             eta=self.eta,
             idempotency_key=idempotency_key or self.idempotency_key,
             unique_key=self.unique_key,
+            tags=self.tags,
         )
 
 

@@ -100,12 +100,52 @@ class Keys:
     def unacked_mutex(self) -> str:
         return f"unacked_mutex:{self.prefix}"
 
+    # What the transition scripts write for the queue to be seen (lua/includes/observe.lua
+    # says how each is bounded; pocketqueue/observe/ reads them).
+
+    def listed(self, *parts: str) -> str:
+        # Sorted sets of job ids by creation time: `list:all`, `list:status:<status>`,
+        # `list:task:<task>`, `list:tag:<name>=<value>`; `list:ids` (all scores 0, by id for
+        # prefix search); `list:expiring` (finished jobs by record expiry, for reap.lua).
+        return ":".join((self.prefix, "list", *parts))
+
+    def events(self, job_id: str | None = None) -> str:
+        # Streams of job events: the global one (trimmed by length) and each job's own
+        # (trimmed by length, expires with the record), with the same entry ids.
+        return f"{self.prefix}:events" if job_id is None else f"{self.prefix}:events:{job_id}"
+
+    def metrics(self, host: str | None = None) -> str:
+        # `metrics`: sorted set of hosts by last counter write; `metrics:<host>`: hash of that
+        # host's counters and histograms (dropped a week after its last write).
+        return f"{self.prefix}:metrics" if host is None else f"{self.prefix}:metrics:{host}"
+
+    def stats_minute(self, minute: int) -> str:
+        # Hash: how many jobs reached each final status in that minute (epoch minutes,
+        # Redis server time); expires after 20 minutes.
+        return f"{self.prefix}:stats:{minute}"
+
+    def runtimes(self, task: str) -> str:
+        # List: the last 1000 run times (seconds) of `task`, newest first; expires a week
+        # after the last.
+        return f"{self.prefix}:runtimes:{task}"
+
+    @property
+    def workers(self) -> str:
+        # Sorted set: worker names by when each last refreshed its heartbeat key; entries
+        # older than the key's TTL are dropped by every read.
+        return f"{self.prefix}:workers"
+
     @property
     def finished_channel(self) -> str:
         # Pub/sub channel (stores nothing): a job id is published when its job finishes,
         # so waiters wake without polling.
         return f"{self.prefix}:finished"
 
+
+# The histogram buckets (seconds) of run time and queue wait: Prometheus's defaults, as
+# celery-exporter uses them, and longer ones for long jobs.
+HISTOGRAM_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5)
+HISTOGRAM_BUCKETS += (10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 # kombu's Redis transport keeps one list per priority step: the bare queue name for step
 # 0, `<queue><sep><step>` for the others, and a worker pops them in step order.

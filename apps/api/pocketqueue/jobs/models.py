@@ -93,6 +93,8 @@ class Job(BaseModel):
     worker: str | None = None
     idempotency_key: str | None = None
     unique_key: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)  # how a caller finds its jobs (`tag=book_id:42`)
+    queue: str | None = None  # the queue it was dispatched to (None: written by a version before queues)
     # Fields of the record that could not be decoded (written by an older version, or
     # by hand), with why; they are shown empty. None for every record PocketQueue writes now.
     unreadable: dict[str, str] | None = None
@@ -120,6 +122,10 @@ class Job(BaseModel):
             fields["idempotency_key"] = self.idempotency_key
         if self.unique_key is not None:
             fields["unique_key"] = self.unique_key
+        if self.tags:
+            fields["tags"] = json.dumps(self.tags, separators=(",", ":"))
+        if self.queue is not None:
+            fields["queue"] = self.queue
         return fields
 
     @classmethod
@@ -149,6 +155,8 @@ class Job(BaseModel):
             worker=raw.get("worker") or None,
             idempotency_key=raw.get("idempotency_key") or None,
             unique_key=raw.get("unique_key") or None,
+            tags=content.json("tags", {}),
+            queue=raw.get("queue") or None,
             unreadable=unreadable or None,
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,6 +15,9 @@ from pocketqueue.jobs.payload import check_json
 
 MAX_DELAY_SECONDS = 366 * 86_400
 MAX_KEY_LENGTH = 200  # task names, idempotency and unique keys
+MAX_TAGS = 16
+TAG_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_TAG_VALUE = 128
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,7 @@ class DispatchRequest:
     delay_seconds/eta run no earlier than this (status `scheduled` until then)
     idempotency_key   the same key and request within QUEUE_IDEMPOTENCY_TTL_SECONDS give back the first job
     unique_key        at most one active job per key
+    tags              up to 16 name: value strings, to find the job by (GET /jobs?tag=name:value)
     """
 
     task: str
@@ -36,6 +41,7 @@ class DispatchRequest:
     eta: datetime | None = None
     idempotency_key: str | None = None
     unique_key: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
 
     def check(self, max_json_depth: int, now: datetime) -> None:
         """Raise InvalidRequest unless a worker can carry and run this request.
@@ -56,6 +62,7 @@ class DispatchRequest:
         check_json(self.args, "args", max_json_depth)
         check_json(self.kwargs, "kwargs", max_json_depth)
         self._check_timing(now)
+        check_tags(self.tags)
         if self.max_retries is not None and not 0 <= self.max_retries <= 100:
             raise InvalidRequest("max_retries must be from 0 to 100")
 
@@ -87,3 +94,21 @@ class DispatchRequest:
         fields["delay_seconds"] = self.delay_seconds or None
         canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_tags(tags: Any) -> None:
+    """Raise InvalidRequest unless `tags` is at most 16 short name: value strings.
+
+    Names are letters, digits, `_`, `.` and `-` (they name Redis keys and query strings);
+    values are up to 128 printable characters.
+    """
+    if not isinstance(tags, dict):
+        raise InvalidRequest("tags must be an object of name: value strings")
+    if len(tags) > MAX_TAGS:
+        raise InvalidRequest(f"at most {MAX_TAGS} tags (got {len(tags)})")
+    for name, value in tags.items():
+        if not isinstance(name, str) or not TAG_NAME.match(name):
+            raise InvalidRequest(f"tag name {str(name)[:80]!r} must be 1 to 64 letters, digits, '_', '.' or '-'")
+        if not isinstance(value, str) or not 0 < len(value) <= MAX_TAG_VALUE or not value.isprintable():
+            raise InvalidRequest(f"tag {name!r}: the value must be 1 to {MAX_TAG_VALUE} printable characters")
+        check_json(value, f"tags[{name!r}]", 1)

@@ -20,6 +20,7 @@ import re
 from functools import cache
 from pathlib import Path
 
+from pocketqueue.jobs.keys import HISTOGRAM_BUCKETS
 from pocketqueue.jobs.models import RECORD_FORMAT
 
 LUA_DIR = Path(__file__).with_name("lua")
@@ -39,6 +40,7 @@ def load(name: str) -> str:
         return _INCLUDE.sub(expand, (LUA_DIR / "includes" / f"{include}.lua").read_text())
 
     source = _INCLUDE.sub(expand, (LUA_DIR / f"{name}.lua").read_text())
+    source = source.replace("__HISTOGRAM_BUCKETS__", ", ".join(repr(bound) for bound in HISTOGRAM_BUCKETS))
     return source.replace("__RECORD_FORMAT__", str(RECORD_FORMAT))
 
 
@@ -57,3 +59,4 @@ CLEAR = load("clear")
 REPUBLISH = load("republish")
 LEAD = load("lead")
 DEFER = load("defer")
+REAP = load("reap")

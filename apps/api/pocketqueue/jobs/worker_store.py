@@ -50,6 +50,7 @@ class WorkerJobStore:
         self._republish = redis.register_script(scripts.REPUBLISH)
         self._lead = redis.register_script(scripts.LEAD)
         self._defer = redis.register_script(scripts.DEFER)
+        self._reap = redis.register_script(scripts.REAP)
 
     def claim(self, job_id: str, worker: str, lease_ms: int, token: str, started_at: str | None = None) -> Claim:
         """Claim a queued job under `token` (make one per message; retrying with it is safe)."""
@@ -269,6 +270,11 @@ class WorkerJobStore:
         if outcome == "ask":
             outcome = self._defer(args=[*args, "0" if self.workers_with_task(task) else "1"])
         return outcome
+
+    def reap(self, lead_seconds: float, most: int = 500) -> int:
+        """Take finished jobs whose records expire within `lead_seconds` out of the listing (reap.lua)."""
+        reaped: int = self._reap(args=[self.keys.prefix, "", lead_seconds, most])
+        return reaped
 
     def retire_worker(self, name: str) -> None:
         self.redis.delete(self.keys.worker(name))

@@ -62,6 +62,8 @@ class CeleryTaskDispatchNode(AsyncNode):  # type: ignore[misc]
             run_at=run_at,
             idempotency_key=request.idempotency_key,
             unique_key=request.unique_key,
+            tags=dict(request.tags),
+            queue=settings.queue_name,
         )
         message, queue_list = ("", "") if run_at is not None else message_for(runtime.celery, job, settings.queue_name)
         idempotency = None

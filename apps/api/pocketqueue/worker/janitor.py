@@ -9,7 +9,9 @@ Every tick each worker refreshes its heartbeat key, and one worker at a time, th
   of lease deadline;
 - every `janitor_interval`, publishes again the queued jobs whose message is gone
   (purged, deleted, popped by a process that died), found from each broker list's
-  published set and watermark (jobs/lua/republish.lua).
+  published set and watermark (jobs/lua/republish.lua);
+- every `janitor_interval`, takes finished jobs out of the listing indexes just before
+  their records expire (jobs/lua/reap.lua).
 Each of these costs O(what is due), not O(jobs) and not O(jobs x workers).
 
 Every transition is a Lua script that re-checks the record, so a janitor that still
@@ -40,6 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.5
+# How long before its record expires a finished job leaves the listing: a few sweeps, so a
+# leader that is late by a sweep or two still takes it out while the record can say where.
+REAP_LEAD_SECONDS = 10.0
 # How long the leadership outlives its last renewal: a leader that died is replaced within it.
 LEAD_SECONDS = 3.0
 
@@ -98,6 +103,7 @@ class Janitor:
         if now >= self._next_sweep:
             self.recover_orphans()
             self.republish_lost()
+            store.reap(REAP_LEAD_SECONDS)
             self._next_sweep = now + settings.janitor_interval
 
     def publish_due(self, now: float, batch: int = 200, most: int = 5000) -> int:

@@ -17,7 +17,10 @@ if idem_key ~= '' then
     local space = string.find(held, ' ', 1, true)
     local held_id = string.sub(held, 1, space - 1)
     if redis.call('EXISTS', key('job', held_id)) == 1 then
-      if string.sub(held, space + 1) == fingerprint then return {'duplicate', held_id} end
+      if string.sub(held, space + 1) == fingerprint then
+        count('', 'idempotent_repeats\t' .. (redis.call('HGET', key('job', held_id), 'task') or '') .. '\t')
+        return {'duplicate', held_id}
+      end
       return {'conflict', held_id}
     end
   end
@@ -31,11 +34,16 @@ if idem_key ~= '' then
   redis.call('SET', key('idempotency', idem_key), job_id .. ' ' .. fingerprint, 'EX', ARGV[9])
 end
 redis.call('HSET', job, unpack(ARGV, 11))
+local status = 'queued'
 if ARGV[6] ~= '' then
-  redis.call('ZADD', key('index', 'scheduled'), now, job_id)
+  status = 'scheduled'
   redis.call('ZADD', key('schedule'), ARGV[6], job_id)
 else
-  redis.call('ZADD', key('index', 'queued'), now, job_id)
   publish(ARGV[5], ARGV[4])
 end
+redis.call('ZADD', key('index', status), now, job_id)
+list_job(status, now)
+local task, queue = unpack(redis.call('HMGET', job, 'task', 'queue'))
+emit('type', 'status', 'status', status, 'task', task, 'attempt', '0', 'progress', '0', 'step', '', 'at', now)
+count('', 'sent\t' .. task .. '\t' .. (queue or ''))
 return {'created', job_id}

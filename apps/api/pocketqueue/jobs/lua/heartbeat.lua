@@ -12,6 +12,18 @@ if not status then return 'missing' end
 if status ~= 'processing' then return status end
 if claim ~= ARGV[3] then return 'superseded' end
 hold_lease(ARGV[7], ARGV[4])
-if ARGV[5] ~= '' then redis.call('HSET', job, 'progress', ARGV[5]) end
-if ARGV[6] ~= '' then redis.call('HSET', job, 'step', ARGV[6]) end
+local progress, step, task, attempt = unpack(redis.call('HMGET', job, 'progress', 'step', 'task', 'attempts'))
+local changed = false
+if ARGV[5] ~= '' and ARGV[5] ~= progress then
+  redis.call('HSET', job, 'progress', ARGV[5])
+  progress, changed = ARGV[5], true
+end
+if ARGV[6] ~= '' and ARGV[6] ~= step then
+  redis.call('HSET', job, 'step', ARGV[6])
+  step, changed = ARGV[6], true
+end
+if changed then  -- an event only for a change: a heartbeat that only renews the lease is silent
+  emit('type', 'progress', 'status', 'processing', 'task', task, 'attempt', attempt or '0', 'progress',
+    progress or '0', 'step', step or '', 'at', string.format('%.6f', server_time()))
+end
 return status

@@ -25,5 +25,6 @@ redis.call('HDEL', job, 'error', 'result', 'partial_errors', 'started_at', 'fini
   'deliveries', 'last_delivery')
 redis.call('HSET', job, 'attempts', '0', 'progress', '0', 'redrive_token', ARGV[6])
 redis.call('PERSIST', job)
+observe_revive()
 requeue('failed', ARGV[3], ARGV[5], ARGV[4])
 return 'ok'

@@ -38,6 +38,9 @@ if list then
   end
   redis.call('EXPIRE', key('watermark'), tonumber(ttl) or 86400)
 end
+local task, queue, created = unpack(redis.call('HMGET', job, 'task', 'queue', 'created_at'))
+local waited = tonumber(ARGV[3]) - tonumber(published_at or created or ARGV[3])
+observe_seconds(ARGV[4], 'queue_wait', task .. '\t' .. (queue or ''), math.max(0, waited))
 unpublish()
 redis.call('HSET', job, 'status', 'processing', 'started_at', ARGV[3], 'worker', ARGV[4], 'claim', ARGV[6],
   'progress', '0')

@@ -9,16 +9,20 @@ local ACTIVE = {scheduled = true, queued = true, processing = true, retrying = t
 -- the loader). A record written by a newer version is left alone (see start.lua).
 local FORMAT = __RECORD_FORMAT__
 
-local function move(from_status, to_status, score)
-  redis.call('ZREM', key('index', from_status), job_id)
-  redis.call('ZADD', key('index', to_status), score, job_id)
-end
-
 -- Seconds since the epoch by the Redis server's clock: due times and lease deadlines
 -- compared across machines must not depend on each one's clock.
 local function server_time()
   local now = redis.call('TIME')
   return tonumber(now[1]) + tonumber(now[2]) / 1000000
+end
+
+--- @include "observe"
+
+-- A status change: the status index (by time of the change), and what observe.lua keeps.
+local function move(from_status, to_status, score)
+  redis.call('ZREM', key('index', from_status), job_id)
+  redis.call('ZADD', key('index', to_status), score, job_id)
+  observe_move(from_status, to_status, score)
 end
 
 -- Push the job's message to `list`, and note where and when (server time) in the record
@@ -73,6 +77,7 @@ local function finish(from_status, to_status, now, ttl)
   end
   redis.call('EXPIRE', job, ttl)
   move(from_status, to_status, now)
+  observe_finish(from_status, to_status, now, ttl)
   local index = key('index', to_status)
   redis.call('ZREMRANGEBYSCORE', index, '-inf', tonumber(now) - ttl)
   if redis.call('TTL', index) < ttl then redis.call('EXPIRE', index, ttl) end

@@ -1,0 +1,44 @@
+-- reap.lua
+-- ARGV: prefix, '' (no job of its own), lead seconds, most
+-- Takes listing entries out with their records: for up to `most` finished jobs whose
+-- record expires within `lead` seconds (by `list:expiring`), removes the job from every
+-- listing index. Run by the janitor's leader every sweep, so the listing never shows a
+-- job that is gone, and its indexes hold no more than the records do. A job re-driven
+-- meanwhile is active again and left alone; a record given a longer life is rescheduled.
+-- A record that already expired (no janitor ran for `lead` seconds) still leaves the
+-- indexes the job id alone can name; the task and tag entries it leaves behind are
+-- dropped by the listing when it meets them (observe/listing.py).
+-- Returns how many jobs it took out.
+
+--- @include "job"
+
+local now = server_time()
+local lead = tonumber(ARGV[3])
+local expiring = listed('expiring')
+local reaped = 0
+local STATUSES = {'scheduled', 'queued', 'processing', 'retrying', 'completed', 'partial', 'failed', 'cancelled'}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', expiring, '-inf', now + lead, 'LIMIT', 0, tonumber(ARGV[4]))) do
+  job_id, job = id, key('job', id)
+  local status, task, tags = unpack(redis.call('HMGET', job, 'status', 'task', 'tags'))
+  local left = redis.call('PTTL', job)
+  if status and ACTIVE[status] then
+    redis.call('ZREM', expiring, id)
+  elseif left > lead * 1000 then
+    redis.call('ZADD', expiring, now + left / 1000, id)
+  else
+    redis.call('ZREM', listed('all'), id)
+    redis.call('ZREM', listed('ids'), id)
+    if status then
+      redis.call('ZREM', listed('status', status), id)
+      redis.call('ZREM', listed('task', task), id)
+      if tags then
+        for name, value in pairs(cjson.decode(tags)) do redis.call('ZREM', listed('tag', name .. '=' .. value), id) end
+      end
+    else
+      for _, each in ipairs(STATUSES) do redis.call('ZREM', listed('status', each), id) end
+    end
+    redis.call('ZREM', expiring, id)
+    reaped = reaped + 1
+  end
+end
+return reaped
