@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck check bench bench-expiry bench-janitor clean
+.PHONY: install tools run test lint typecheck check bench bench-expiry bench-janitor clean
 
 # Re-installs only when the pins change.
 $(STAMP): requirements.txt pyproject.toml
@@ -18,6 +18,16 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
+# The terminal UI test drives `monitor` in a real terminal (tmux). Installed from Debian's
+# packages when missing and we may (root with apt-get); otherwise say what is missing.
+tools:
+	@command -v tmux >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing tmux (Debian package) for the terminal UI test"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q tmux >/dev/null 2>&1 || \
+			{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q tmux >/dev/null; }; \
+		else echo "tmux is missing: install it (e.g. 'sudo apt-get install tmux') for tests/test_terminal.py" >&2; fi; }
+
 run: install  ## Redis (unless REDIS_URL is set) + worker + API, in the foreground
 	$(PY) -m pocketqueue up
 
@@ -25,7 +35,7 @@ run: install  ## Redis (unless REDIS_URL is set) + worker + API, in the foregrou
 # stay together. `make test PYTEST_WORKERS=0` runs them in one process.
 PYTEST_WORKERS ?= 2
 
-test: install  ## the whole suite against a real Redis and a real worker
+test: install tools  ## the whole suite against a real Redis and a real worker
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: install

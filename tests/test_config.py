@@ -47,11 +47,9 @@ def test_empty_redis_url_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings().uses_local_redis
 
 
-def test_broker_and_backend_default_to_the_redis_url() -> None:
+def test_the_broker_defaults_to_the_redis_url() -> None:
     s = settings(redis_url="redis://:pw@example:6390/2")
-    assert s.broker_url() == s.result_backend() == "redis://:pw@example:6390/2"
-    s = settings(redis_url="redis://a/0", celery_result_backend="redis://b/0")
-    assert (s.broker_url(), s.result_backend()) == ("redis://a/0", "redis://b/0")
+    assert s.broker_url() == "redis://:pw@example:6390/2"
 
 
 def test_a_broker_other_than_the_job_store_is_refused() -> None:

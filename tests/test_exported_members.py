@@ -17,6 +17,7 @@ def test_node_exports() -> None:
         "DeadLetterListNode",
         "DispatchRequest",
         "EndNode",
+        "JobListNode",
         "JobRedriveNode",
         "RedisConnectionNode",
         "RedisProbeNode",
@@ -25,6 +26,7 @@ def test_node_exports() -> None:
         "TaskCancelNode",
         "TaskStatusMonitorNode",
         "WorkerPingNode",
+        "WorkerRegistryNode",
     ]
 
 
@@ -36,9 +38,11 @@ def test_flow_factories() -> None:
         "create_dispatch_and_wait_flow",
         "create_dispatch_flow",
         "create_health_flow",
+        "create_listing_flow",
         "create_redis_probe_flow",
         "create_redrive_flow",
         "create_status_flow",
+        "create_workers_flow",
     ]
 
 

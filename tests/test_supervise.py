@@ -41,17 +41,19 @@ class Up:
         assert len(pids) <= 1, out.stdout
         return pids[0] if pids else None
 
-    def health(self) -> dict[str, Any]:
+    def health(self, ping: bool = False) -> dict[str, Any]:
         """The API's health; it must answer 200 (Redis up) whenever this is asked."""
         assert self.process.poll() is None, self.log()
-        response = httpx.get(f"{self.base}/health", timeout=5)
+        response = httpx.get(f"{self.base}/health", params={"ping": "true"} if ping else {}, timeout=5)
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
 
     def worker_ready(self, pid: int) -> bool:
         """The worker process `pid` answers Celery's ping (its node name carries its pid)."""
-        return any(name.startswith(f"pocketqueue.{pid}@") for name in self.health()["workers"])
+        # The ping, not the registry: a heartbeat key survives a Redis restart (AOF), a ping
+        # is answered only over a working broker connection.
+        return any(name.startswith(f"pocketqueue.{pid}@") for name in self.health(ping=True)["pinged"])
 
     def restarted(self, name: str, old_pid: int) -> int:
         """Wait for a new `name` child (another pid) and return its pid; the API answers meanwhile."""

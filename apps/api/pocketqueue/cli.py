@@ -1,6 +1,8 @@
 """`python -m pocketqueue up|api|worker|redis`: run the whole system, or one part of it.
 
 `python -m pocketqueue retry-failed|clear`: tend its jobs (pocketqueue.admin).
+
+`python -m pocketqueue stats|jobs|inspect|monitor`: see them (pocketqueue.terminal).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from pocketqueue import admin
+from pocketqueue import admin, terminal
 from pocketqueue.config import Settings, get_settings
 from pocketqueue.embedded import LocalRedis, answers
 from pocketqueue.errors import QueueError
@@ -163,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("worker", help="a Celery worker")
     commands.add_parser("redis", help="a local Redis under DATA_DIR")
     admin.add_commands(commands)
+    terminal.add_commands(commands)
     return parser
 
 
@@ -184,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = get_settings()
         if args.command == "up":
             return run_up(settings)
-        if hasattr(args, "handler"):  # retry-failed, clear
+        if hasattr(args, "handler"):  # the admin and terminal commands
             code: int = args.handler(settings, args)
             return code
         {"api": run_api, "worker": run_worker, "redis": run_redis}[args.command](settings)

@@ -30,7 +30,6 @@ class Settings(BaseSettings):
     # Connection URLs may carry passwords, so they are secrets: never logged or returned.
     redis_url: SecretStr | None = None
     celery_broker_url: SecretStr | None = None
-    celery_result_backend: SecretStr | None = None
 
     data_dir: Path = Path("var")
     # Durability of the local Redis (started when REDIS_URL is unset); see the README.
@@ -68,9 +67,12 @@ class Settings(BaseSettings):
     # How long a job may wait for a live worker that has registered its task (an API
     # deployed before its workers) before it fails with TaskNotRegistered.
     queue_unknown_task_seconds: float = Field(default=300.0, ge=0)
+    # Celery task events (received, started, retried, failed, succeeded, revoked), so
+    # Flower and `celery events` show the jobs without `celery control enable_events`.
+    queue_task_events: bool = True
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
-    @field_validator("redis_url", "celery_broker_url", "celery_result_backend", mode="before")
+    @field_validator("redis_url", "celery_broker_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         # `REDIS_URL=` in a .env file means "not set", not "connect to ''".
@@ -176,11 +178,6 @@ class Settings(BaseSettings):
                 "are written in one transaction); leave it unset."
             )
         return redis_url
-
-    def result_backend(self) -> str:
-        if self.celery_result_backend is not None:
-            return self.celery_result_backend.get_secret_value()
-        return self.resolved_redis_url()
 
     # Crash recovery is bounded by QUEUE_RECOVERY_SECONDS; these are derived from it.
 

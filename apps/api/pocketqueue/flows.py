@@ -10,7 +10,9 @@ concurrent runs; the API builds each once (`shared_flow`).
     create_dispatch_and_wait_flow()  "found" | "timeout" | "rejected" | "unavailable"
     create_redrive_flow()            "redriven" | "not_failed" | "missing" | "rejected" | "unavailable"
     create_dead_letter_flow()        "listed" | "unavailable"
-    create_health_flow()             "pinged" | "unavailable"
+    create_listing_flow()            "listed" | "unavailable"
+    create_workers_flow()            "read" | "unavailable"
+    create_health_flow()             "read" | "pinged" | "unavailable"  (pinged: shared["ping"] asked)
     create_redis_probe_flow()        "probed" | "unavailable"
 
 From your own pipeline:
@@ -34,12 +36,14 @@ from pocketqueue.nodes import (
     CeleryTaskDispatchNode,
     DeadLetterListNode,
     EndNode,
+    JobListNode,
     JobRedriveNode,
     RedisConnectionNode,
     RedisProbeNode,
     TaskCancelNode,
     TaskStatusMonitorNode,
     WorkerPingNode,
+    WorkerRegistryNode,
 )
 
 
@@ -82,8 +86,20 @@ def create_dead_letter_flow() -> AsyncFlow:
     return _after_redis_check(DeadLetterListNode())
 
 
+def create_listing_flow() -> AsyncFlow:
+    return _after_redis_check(JobListNode())
+
+
+def create_workers_flow() -> AsyncFlow:
+    return _after_redis_check(WorkerRegistryNode())
+
+
 def create_health_flow() -> AsyncFlow:
-    return _after_redis_check(WorkerPingNode(), max_age=0)
+    """Check Redis (timed), read the worker registry, then ping the workers if `shared["ping"]` asks."""
+    registry = WorkerRegistryNode()
+    registry - "ping" >> WorkerPingNode()
+    registry - "read" >> EndNode("read")
+    return _after_redis_check(registry, max_age=0)
 
 
 def create_redis_probe_flow() -> AsyncFlow:

@@ -19,6 +19,7 @@ from pocketqueue.config import Settings, get_settings
 from pocketqueue.jobs.keys import Keys
 from pocketqueue.jobs.store import JobStore
 from pocketqueue.jobs.watcher import JobWatcher
+from pocketqueue.observe.events import EventHub
 from pocketqueue.worker.app import PocketQueueCelery, create_celery_app
 
 # Connections one API process opens to Redis at most; requests beyond that wait (up to
@@ -36,6 +37,8 @@ class QueueRuntime:
     store: JobStore
     watcher: JobWatcher
     celery: PocketQueueCelery
+    # The live event streams' one reader (started by the first SSE client).
+    events: EventHub
     # Monotonic time of the last successful Redis check, and the check in flight, which
     # every request that needs one awaits (see RedisConnectionNode).
     redis_checked_at: float = float("-inf")
@@ -68,11 +71,13 @@ async def open_runtime(settings: Settings | None = None) -> AsyncIterator[QueueR
     watcher_redis = Redis.from_url(url, decode_responses=True, socket_connect_timeout=2, socket_keepalive=True)
     keys = Keys(settings.queue_key_prefix)
     watcher = JobWatcher(watcher_redis, keys.finished_channel)
-    runtime = QueueRuntime(settings, redis, JobStore(redis, keys, settings.queue_name), watcher, celery)
+    events = EventHub.from_url(url, keys)  # a client of its own, like the watcher's; not connected until used
+    runtime = QueueRuntime(settings, redis, JobStore(redis, keys, settings.queue_name), watcher, celery, events)
     await watcher.start()
     try:
         yield runtime
     finally:
+        await events.stop()  # closes its client
         await watcher.stop()
         await watcher_redis.aclose()
         await redis.aclose()

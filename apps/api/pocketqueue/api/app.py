@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 from pocketqueue.api.body_limit import BodyLimitMiddleware
 from pocketqueue.api.openapi import install_contract
 from pocketqueue.api.problems import install_problem_handlers
-from pocketqueue.api.routes import dead_letter, health, jobs, testing
+from pocketqueue.api.routes import dead_letter, events, health, jobs, listing, metrics, stats, testing, workers
 from pocketqueue.config import Settings, get_settings
 from pocketqueue.runtime import open_runtime
 
@@ -41,7 +41,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
-    for router in (jobs.router, dead_letter.router, health.router, testing.router):
+    for router in (
+        jobs.router,
+        listing.router,
+        events.router,
+        stats.router,
+        dead_letter.router,
+        health.router,
+        workers.router,
+        testing.router,
+    ):
         app.include_router(router, prefix="/api/queue")
+    app.include_router(metrics.router)  # at the root, where Prometheus scrapes
     install_contract(app)
     return app

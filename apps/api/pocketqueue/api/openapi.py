@@ -110,6 +110,13 @@ def add_contract(document: dict[str, Any]) -> dict[str, Any]:
             responses["422"] = problem_response(422)
         if "requestBody" in operation:
             responses["413"] = problem_response(413)
+        for response in responses.values():
+            # An event stream is described item by item (`itemSchema`); the plain-string
+            # `schema` FastAPI adds for any streaming response class would say the whole
+            # body is one string, which no client reads it as.
+            stream = response.get("content", {}).get("text/event-stream", {})
+            if "itemSchema" in stream:
+                stream.pop("schema", None)
     # Nothing sends FastAPI's own validation body, so nothing may promise it.
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)

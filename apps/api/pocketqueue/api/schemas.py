@@ -10,6 +10,9 @@ from pocketqueue.errors import InvalidRequest
 from pocketqueue.jobs.models import Job, Priority
 from pocketqueue.jobs.request import MAX_DELAY_SECONDS, MAX_KEY_LENGTH, DispatchRequest
 from pocketqueue.nodes.job_redrive import RedriveReport
+from pocketqueue.observe.position import QueuePosition
+from pocketqueue.observe.stats import QueueStats
+from pocketqueue.observe.workers import WorkerView
 
 MAX_BATCH = 1000
 MAX_WAIT_SECONDS = 300.0
@@ -94,9 +97,23 @@ class JobCreate(BaseModel):
 class JobPublic(Job):
     """A job as the API shows it."""
 
+    # Filled only where the status routes read them (observe/position.py); null otherwise.
+    queue_position: int | None = Field(
+        default=None, description="A queued job's place in line: how many queued jobs are ahead of it (0: next)"
+    )
+    estimated_start_seconds: float | None = Field(
+        default=None,
+        description="A queued job's expected wait before it starts, from the last 5 minutes' finishing rate "
+        "(null: not queued, or no job finished lately)",
+    )
+
     @classmethod
-    def of(cls, job: Job) -> JobPublic:
-        return cls.model_validate(job, from_attributes=True)
+    def of(cls, job: Job, position: QueuePosition | None = None) -> JobPublic:
+        public = cls.model_validate(job, from_attributes=True)
+        if position is not None:
+            public.queue_position = position.ahead
+            public.estimated_start_seconds = position.estimated_start_seconds
+        return public
 
 
 class BatchStatusRequest(BaseModel):
@@ -181,13 +198,26 @@ class RedisHealth(BaseModel):
     latency_ms: float | None = None
 
 
+class StalledWorker(BaseModel):
+    """A live worker that is not doing its share, and why (see `GET /workers`)."""
+
+    name: str
+    reason: str
+
+
 class HealthPublic(BaseModel):
-    """Whether the API, Redis and the workers answer."""
+    """Whether the API and Redis answer, which workers are live (their heartbeats) and which are stalled."""
 
     api: str = "ok"
     redis: RedisHealth
-    celery_ping: bool
-    workers: list[str]
+    workers: list[str] = Field(description="Live workers, from the worker registry (their heartbeats)")
+    stalled: list[StalledWorker] = Field(
+        default_factory=list, description="Live workers that do not consume, or consume in name only"
+    )
+    celery_ping: bool | None = Field(
+        default=None, description="With `?ping=true`: whether any worker answered a broadcast ping (takes 1 s)"
+    )
+    pinged: list[str] | None = Field(default=None, description="With `?ping=true`: the workers that answered it")
 
 
 class RedisProbePublic(BaseModel):
@@ -202,3 +232,36 @@ class TaskList(BaseModel):
     """Names of the tasks that can be dispatched."""
 
     tasks: list[str]
+
+
+class JobList(BaseModel):
+    """One page of the job listing, newest first; carry on with `cursor=<next_cursor>`."""
+
+    jobs: list[JobPublic]
+    next_cursor: str | None = Field(description="null when nothing is left")
+
+
+class StatsPublic(QueueStats):
+    """Queue depth, delayed jobs, jobs per status, recent throughput, run times per task, dead letters.
+
+    Throughput windows count the current minute so far: "the last 5 minutes" is the 5 whole
+    minutes before this one plus this one, and `per_minute` divides by that real length.
+    """
+
+    @classmethod
+    def of(cls, stats: QueueStats) -> StatsPublic:
+        return cls.model_validate(stats, from_attributes=True)
+
+
+class WorkerPublic(WorkerView):
+    """A live worker: who it is, what it runs (with progress), whether it consumes or is stalled."""
+
+
+class WorkersPublic(BaseModel):
+    """Every live worker, by name, from the worker registry."""
+
+    workers: list[WorkerPublic]
+    stall_seconds: float = Field(
+        description="A consuming worker that receives nothing while a job waits this long, with a free slot, is "
+        "stalled (QUEUE_RECOVERY_SECONDS); it is flagged within this plus one heartbeat"
+    )

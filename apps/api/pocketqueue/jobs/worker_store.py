@@ -51,6 +51,7 @@ class WorkerJobStore:
         self._lead = redis.register_script(scripts.LEAD)
         self._defer = redis.register_script(scripts.DEFER)
         self._reap = redis.register_script(scripts.REAP)
+        self._announce = redis.register_script(scripts.ANNOUNCE)
 
     def claim(self, job_id: str, worker: str, lease_ms: int, token: str, started_at: str | None = None) -> Claim:
         """Claim a queued job under `token` (make one per message; retrying with it is safe)."""
@@ -240,9 +241,13 @@ class WorkerJobStore:
     def get(self, job_id: str) -> Job | None:
         return decode_record(job_id, self.redis.hgetall(self.keys.job(job_id)))
 
-    def announce_worker(self, name: str, info: dict[str, Any], ttl_seconds: int) -> None:
-        """Refresh this worker's heartbeat key (it lapses `ttl_seconds` after the worker stops)."""
-        self.redis.set(self.keys.worker(name), json.dumps(info), ex=ttl_seconds)
+    def announce_worker(self, name: str, info: dict[str, Any], ttl_seconds: int) -> float:
+        """Refresh this worker's heartbeat key and registry entry (see announce.lua); returns Redis's time.
+
+        Both lapse `ttl_seconds` after the worker stops refreshing them (killed, or cut off).
+        """
+        now: str = self._announce(args=[self.keys.prefix, name, json.dumps(info), ttl_seconds])
+        return float(now)
 
     def workers_with_task(self, task: str) -> list[str]:
         """Names of the live workers whose heartbeat lists `task` (a SCAN of the keyspace: call it rarely)."""
@@ -277,7 +282,11 @@ class WorkerJobStore:
         return reaped
 
     def retire_worker(self, name: str) -> None:
-        self.redis.delete(self.keys.worker(name))
+        """Leave the registry at once (a clean stop), rather than a heartbeat's TTL later."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.worker(name))
+            pipe.zrem(self.keys.workers, name)
+            pipe.execute()
 
 
 class ResultNotJSON(PermanentError, TypeError):

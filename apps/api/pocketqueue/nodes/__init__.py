@@ -14,12 +14,16 @@ The shared store they read and write:
     offset, limit  a dead-letter page to read (DeadLetterListNode); total, jobs: what it read
     redrive        RedriveFilter: which dead-lettered jobs to re-drive (JobRedriveNode)
     report         RedriveReport: what was re-driven, and what was skipped and why
-    workers, probe health results
+    registry       the live workers, WorkerViews from their heartbeats (WorkerRegistryNode)
+    ping           ask WorkerRegistryNode for a broadcast ping too (WorkerPingNode)
+    workers, probe health results (workers: the names that answered the ping)
+    query, page    a listing query (JobQuery) and the page found (JobListNode)
 """
 
 from pocketqueue.jobs.request import DispatchRequest
 from pocketqueue.nodes.dead_letter import DeadLetterListNode
 from pocketqueue.nodes.end import EndNode
+from pocketqueue.nodes.job_listing import JobListNode
 from pocketqueue.nodes.job_redrive import JobRedriveNode, RedriveFilter, RedriveReport
 from pocketqueue.nodes.redis_connection import RedisConnectionNode
 from pocketqueue.nodes.redis_probe import RedisProbeNode
@@ -27,12 +31,14 @@ from pocketqueue.nodes.status_monitor import TaskStatusMonitorNode
 from pocketqueue.nodes.task_cancel import TaskCancelNode
 from pocketqueue.nodes.task_dispatch import CeleryTaskDispatchNode
 from pocketqueue.nodes.worker_ping import WorkerPingNode
+from pocketqueue.nodes.worker_registry import WorkerRegistryNode
 
 __all__ = [
     "CeleryTaskDispatchNode",
     "DeadLetterListNode",
     "DispatchRequest",
     "EndNode",
+    "JobListNode",
     "JobRedriveNode",
     "RedisConnectionNode",
     "RedisProbeNode",
@@ -41,4 +47,5 @@ __all__ = [
     "TaskCancelNode",
     "TaskStatusMonitorNode",
     "WorkerPingNode",
+    "WorkerRegistryNode",
 ]

@@ -1,4 +1,8 @@
-"""The Celery app: JSON only, late acks, one job at a time per process, bounded results."""
+"""The Celery app: JSON only, late acks, one job at a time per process, bounded results.
+
+Celery's own tools see the jobs: workers send task events (Flower, `celery events`) unless
+QUEUE_TASK_EVENTS=false, and the result backend reads the job records (results.py).
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,17 @@ from pocketqueue.config import Settings
 from pocketqueue.jobs.keys import PRIORITY_SEPARATOR, PRIORITY_STEPS, Keys
 from pocketqueue.jobs.registry import import_task_modules
 from pocketqueue.jobs.worker_store import WorkerJobStore
+from pocketqueue.worker.results import BACKEND
+from pocketqueue.worker.task_events import BatchedTaskEvents
 
 
 class PocketQueueCelery(Celery):  # type: ignore[misc]  # celery ships no type hints
     """A Celery app that knows PocketQueue's settings and job store."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__("pocketqueue", broker=settings.broker_url(), backend=settings.result_backend())
+        # The job records are the result store: `celery result`, AsyncResult and Flower
+        # read them, and no job's result is copied into a `celery-task-meta-*` key.
+        super().__init__("pocketqueue", broker=settings.broker_url(), backend=BACKEND)
         self.settings = settings
         self.keys = Keys(settings.queue_key_prefix)
 
@@ -56,6 +64,8 @@ def create_celery_app(settings: Settings) -> PocketQueueCelery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_track_started=True,
+        # Flower and `celery events` see the jobs; published in batches (task_events.py).
+        worker_send_task_events=settings.queue_task_events,
         task_time_limit=settings.queue_task_time_limit,
         task_soft_time_limit=settings.queue_task_soft_time_limit,
         result_expires=settings.queue_job_ttl_seconds,
@@ -78,6 +88,7 @@ def create_celery_app(settings: Settings) -> PocketQueueCelery:
         broker_connection_retry_on_startup=True,
         worker_concurrency=settings.worker_concurrency,
     )
+    app.steps["consumer"].add(BatchedTaskEvents)
     import pocketqueue.worker.signals  # noqa: F401  (connects the failure hook)
 
     return app

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -34,7 +33,7 @@ from pocketqueue.jobs.keys import queue_lists
 from pocketqueue.jobs.message import message_for
 from pocketqueue.jobs.models import JobError
 from pocketqueue.jobs.payload import PayloadError
-from pocketqueue.jobs.registry import registered_names
+from pocketqueue.worker import heartbeat
 
 if TYPE_CHECKING:
     from pocketqueue.worker.app import PocketQueueCelery
@@ -83,14 +82,9 @@ class Janitor:
         settings = self.app.settings
         store = self.app.janitor_store
         if now >= self._next_beat:
-            info = {
-                "pid": os.getpid(),
-                "queue": settings.queue_name,
-                "concurrency": settings.worker_concurrency,
-                # Which tasks this worker runs: a job for a task it lacks is handed back
-                # while some live worker has it (see signals.py).
-                "tasks": registered_names(),
-            }
+            # Who this worker is, what it runs, whether it consumes (see heartbeat.py); a
+            # reader flags it stalled from this within QUEUE_RECOVERY_SECONDS plus a beat.
+            info = heartbeat.describe(self.worker_name, settings, now)
             store.announce_worker(self.worker_name, info, ttl_seconds=int(settings.lease_seconds) + 1)
             self._next_beat = now + settings.lease_seconds / 3
         was_leading, self.leading = self.leading, store.lead(self.worker_name, int(LEAD_SECONDS * 1000))

@@ -3,6 +3,12 @@
 The function stays a plain function (call it directly in unit tests). Registering it
 also creates a Celery task of the same name whose body claims the job record, runs the
 function with a `JobContext`, keeps the job's lease alive, and records the outcome.
+
+Celery's view of each attempt (its task events, what Flower shows) then follows the
+record: the task returns the result when the record says completed, raises the error
+when it says failed, raises Retry when it says retrying, and raises Ignore (no outcome of
+its own) when the attempt did not decide the job: a cancel (the cancel announces
+itself), a duplicate message, a result refused because the job had moved on.
 """
 
 from __future__ import annotations
@@ -13,11 +19,11 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 from billiard.common import terminate_handler_fired
 from celery import Task, shared_task
-from celery.exceptions import Reject, SoftTimeLimitExceeded, WorkerShutdown, WorkerTerminate
+from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded, WorkerShutdown, WorkerTerminate
 from redis.exceptions import RedisError
 
 from pocketqueue.jobs.models import JobError, now_timestamp
@@ -94,7 +100,8 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
     # a poison message fails its job instead of crash-looping the worker (see request.py).
     Request = JobRequest
 
-    def run_job(self, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def run_job(self, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run the job's attempt and record its outcome; returns the result the record holds."""
         settings = self.app.settings
         store: WorkerJobStore = self.app.job_store
         job_id: str = self.request.id
@@ -107,7 +114,6 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
         claim = _with_redis_retries(lambda: store.claim(job_id, worker, lease_ms, token, began), "claim", job_id)
         if not claim.started:
             self._drop(claim)
-            return
         context = JobContext(job_id, spec.name, claim.attempt, token, worker, store, lease_ms)
         heartbeats.add(context, interval=settings.lease_seconds / 3)
         try:
@@ -116,15 +122,16 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
             if isinstance(value, Partial):
                 fields = (to_json(value.result, depth, most), to_json(value.errors, depth, most))
                 record = lambda: store.partial(job_id, token, *fields)  # noqa: E731
+                shown = {"result": value.result, "partial_errors": value.errors}
             else:
                 result_json = to_json(value, depth, most)
                 record = lambda: store.complete(job_id, token, result_json)  # noqa: E731
+                shown = value
         except JobCancelled:
             log.info("job %s stopped: %s", job_id, context.status)
-            return
+            raise Ignore() from None  # the cancel sent its own task-revoked event
         except Exception as exc:
-            if self._retry_later(spec, claim, context, exc):
-                return
+            self._record_failure(spec, claim, context, exc)
             raise
         except BaseException as exc:
             if _stops_this_process(exc):
@@ -133,17 +140,23 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
             # its own): a bug or a deliberate abort in the task, so the attempt fails with
             # it. Retried only if the task lists it in retry_on: the default, Exception,
             # leaves BaseExceptions out, as Python means them to be.
-            if self._retry_later(spec, claim, context, exc):
-                return
+            self._record_failure(spec, claim, context, exc)
             raise TaskRaisedBaseException(f"{type(exc).__name__}: {exc}") from exc
         finally:
             heartbeats.remove(context)
         outcome = _with_redis_retries(_flushed(context, record), "recording the result", job_id)
         if outcome != "ok":
             log.warning("job %s finished but its result was discarded: job is %s", job_id, outcome)
+            raise Ignore()
+        # Celery's tracer sends this (its repr, cut short) in the task-succeeded event.
+        return shown
 
-    def _drop(self, claim: Claim) -> None:
-        """Log why a message is acknowledged without running its job (or hand it back)."""
+    def _drop(self, claim: Claim) -> NoReturn:
+        """Log why a message is acknowledged without running its job (or hand it back).
+
+        Ignore, not a return: a return would be a task-succeeded event for a job that
+        runs elsewhere, waits, or ended otherwise.
+        """
         # A duplicate or stale message: the job is running elsewhere, finished, waiting in
         # the schedule, or orphaned (the janitor requeues it).
         job_id: str = self.request.id
@@ -154,17 +167,24 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
             time.sleep(NEWER_PAUSE_SECONDS)
             raise Reject(f"job {job_id}: record format newer than this worker's", requeue=True)
         if claim.outcome == "missing":
-            log.warning(
-                "message %s (task %s) dropped: it has no job record (sent by a plain Celery client, beat "
-                "or Flower?); dispatch PocketQueue jobs over HTTP or with the dispatch flow",
-                job_id,
-                self.name,
+            why = (
+                f"message {job_id} (task {self.name}) dropped: it has no job record (sent by a plain Celery "
+                "client, beat or Flower?); dispatch PocketQueue jobs over HTTP or with the dispatch flow"
             )
-        else:
-            log.info("job %s not run: %s", job_id, claim.outcome)
+            log.warning("%s", why)
+            # Not requeued (the message is acknowledged, as before); Celery reports it as
+            # failed with this reason, so whoever sent it sees why it never ran.
+            raise Reject(why, requeue=False)
+        log.info("job %s not run: %s", job_id, claim.outcome)
+        raise Ignore()
 
-    def _retry_later(self, spec: TaskSpec, claim: Claim, context: JobContext, exc: BaseException) -> bool:
-        """Record the failed attempt: 'retrying' (returns True) or failed for good."""
+    def _record_failure(self, spec: TaskSpec, claim: Claim, context: JobContext, exc: BaseException) -> None:
+        """Record the failed attempt: 'retrying' (raises Retry) or failed for good (returns).
+
+        Retry is Celery's own "will be retried" (a task-retried event with the error); it
+        is raised, not `self.retry()`, which would publish the message again: the
+        janitor publishes it when the backoff has passed. Ignore if the job moved on.
+        """
         settings = self.app.settings
         store: WorkerJobStore = self.app.job_store
         job_id: str = self.request.id
@@ -173,13 +193,20 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
             delays = spec.retry_delays or settings.queue_retry_delays
             wait = backoff(delays, claim.attempt)
             retry = _flushed(context, lambda: store.retry(job_id, claim.token, error, wait))
-            _with_redis_retries(retry, "scheduling a retry", job_id)
+            _moved_on_unless_ok(_with_redis_retries(retry, "scheduling a retry", job_id), job_id)
             log.warning("job %s attempt %s failed (%s); retrying in %.1f s", job_id, claim.attempt, error.message, wait)
-            return True
+            raise Retry(exc=exc, when=wait) from exc
         dead_ttl = settings.queue_dead_letter_ttl_seconds
         fail = _flushed(context, lambda: store.fail(job_id, error, dead_ttl, claim.token))
-        _with_redis_retries(fail, "recording failure", job_id)
-        return False
+        _moved_on_unless_ok(_with_redis_retries(fail, "recording failure", job_id), job_id)
+
+
+def _moved_on_unless_ok(outcome: str, job_id: str) -> None:
+    """Ignore (no outcome in Celery's eyes) if the record refused the write: the job was
+    cancelled meanwhile, or a newer attempt owns it."""
+    if outcome != "ok":
+        log.warning("job %s: the failed attempt was not recorded: job is %s", job_id, outcome)
+        raise Ignore()
 
 
 def _stops_this_process(exc: BaseException) -> bool:
@@ -253,12 +280,13 @@ def task(
         )
         register(spec)
 
-        def run(self: JobTask, *args: Any, **kwargs: Any) -> None:
-            self.run_job(spec, args, kwargs)
+        def run(self: JobTask, *args: Any, **kwargs: Any) -> Any:
+            return self.run_job(spec, args, kwargs)
 
         run.__name__ = run.__qualname__ = func.__name__
         run.__doc__ = func.__doc__
-        # The job record is the result store, so Celery's result backend is not written.
+        # The job record is the result store (read through results.RecordBackend), so
+        # Celery's result backend is never written.
         shared_task(name=name, base=JobTask, bind=True, ignore_result=True)(run)
         return func
 

@@ -70,7 +70,7 @@ async def read_job(job_id: JobIdPath, runtime: RuntimeDep) -> JobPublic:
     """The job as it stands now."""
     shared = new_shared(runtime, job_id=job_id)
     await flows.run_flow(flows.shared_flow(flows.create_status_flow), shared)
-    return JobPublic.of(shared["job"])
+    return JobPublic.of(shared["job"], shared["positions"].get(job_id))
 
 
 @router.get(
@@ -91,7 +91,7 @@ async def wait_job(
     shared = new_shared(runtime, job_id=job_id, wait_timeout=timeout)
     if await flows.run_flow(flows.shared_flow(flows.create_status_flow), shared) == "timeout":
         response.status_code = status.HTTP_202_ACCEPTED
-    return JobPublic.of(shared["job"])
+    return JobPublic.of(shared["job"], shared["positions"].get(job_id))
 
 
 @router.delete(
@@ -110,7 +110,7 @@ async def read_jobs(body: BatchStatusRequest, runtime: RuntimeDep) -> BatchStatu
     """Many jobs in one call (at most 1000 ids), with the ids that do not exist."""
     shared = new_shared(runtime, job_ids=body.job_ids)
     await flows.run_flow(flows.shared_flow(flows.create_status_flow), shared)
-    jobs = [JobPublic.of(job) for job in shared["jobs"]]
+    jobs = [JobPublic.of(job, shared["positions"].get(job.job_id)) for job in shared["jobs"]]
     return BatchStatusPublic(jobs=jobs, missing=shared["missing"])
 
 

@@ -1,0 +1,287 @@
+"""`/metrics`: the cluster's counters, histograms and gauges in Prometheus's text format.
+
+Everything is read from Redis at scrape time (the counters the transition scripts keep in
+`metrics:<host>` hashes, the indexes, the broker lists, the worker registry), so every API
+process answers the same totals. Names and labels are celery-exporter's, so the Grafana
+dashboards and alerts Celery teams already run work unchanged; PocketQueue's own metrics
+are prefixed `pocketqueue_`.
+
+Reading is async (the API's Redis client); building the families is plain Python over
+what was read, so no Prometheus collector ever does I/O.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from pocketqueue.config import Settings
+from pocketqueue.jobs.keys import HISTOGRAM_BUCKETS, PRIORITY_STEPS, Keys, queue_list
+from pocketqueue.jobs.models import JobStatus, Priority
+from pocketqueue.observe.workers import WorkerView, read_workers
+
+# The version of the text format Prometheus (and every scraper) reads.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+
+# A host's counters are dropped a week after its last write (observe.lua promises it):
+# worker names carry a pid, so every restart starts a new hash.
+HOST_KEPT_SECONDS = 7 * 86400
+# A host whose workers all vanished shows `celery_worker_up 0` for this long after its
+# last counter write, then drops out: celery-exporter's default for an offline worker.
+DOWN_SHOWN_SECONDS = 600
+
+# Counter fields of the hashes (`<metric>\t<task>\t<queue>`) and what each is exposed as.
+COUNTERS: dict[str, tuple[str, str]] = {
+    "sent": ("celery_task_sent", "Jobs published to the broker (dispatched, or adopted on receipt)."),
+    "received": ("celery_task_received", "Jobs a worker took from the broker and claimed."),
+    "started": ("celery_task_started", "Attempts a worker started."),
+    "succeeded": ("celery_task_succeeded", "Jobs that finished completed or partial."),
+    "failed": ("celery_task_failed", "Jobs that failed for good (into the dead letters)."),
+    "retried": ("celery_task_retried", "Attempts that failed with a retry left."),
+    "revoked": ("celery_task_revoked", "Jobs cancelled."),
+    "recovered": ("pocketqueue_recovered", "Jobs whose worker died, recovered by the janitor."),
+    "idempotent_repeats": (
+        "pocketqueue_idempotent_repeats",
+        "Dispatches answered with the job an Idempotency-Key or unique_key already created.",
+    ),
+}
+HISTOGRAMS: dict[str, tuple[str, str]] = {
+    "runtime": ("celery_task_runtime", "Run time of each attempt that ended (seconds)."),
+    "queue_wait": ("pocketqueue_queue_wait_seconds", "Time from publish to start of each attempt (seconds)."),
+}
+TASK_LABELS = ("name", "hostname", "queue_name")
+
+Labels = tuple[str, str, str]  # (name, hostname, queue_name)
+Series = dict[tuple[str, ...], float]  # a gauge's label values -> value
+
+
+def hostname_label(worker: str) -> str:
+    """The `hostname` label of a worker name, as celery-exporter cuts it: the part after '@'.
+
+    Our worker names are `pocketqueue.<pid>@<host>`; keeping the pid would start new series
+    on every restart.
+    """
+    _, at, host = worker.partition("@")
+    return host if at else worker
+
+
+@dataclass
+class Histogram:
+    """One histogram series as the hashes hold it: per-bucket counts (not cumulative) and a sum."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(HISTOGRAM_BUCKETS) + 1))
+    total: float = 0.0
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        bounds = [*map(floatToGoString, HISTOGRAM_BUCKETS), "+Inf"]
+        running, buckets = 0, []
+        for bound, count in zip(bounds, self.counts, strict=True):
+            running += count
+            buckets.append((bound, float(running)))
+        return buckets
+
+
+@dataclass
+class Snapshot:
+    """Everything one scrape read from Redis."""
+
+    hosts: dict[str, dict[str, str]]  # worker name ('' for the API) -> its counters hash
+    host_last_write: dict[str, float]  # worker name -> last counter write (server time)
+    now: float  # Redis server time of the read
+    jobs: dict[str, int]  # status -> jobs in its index
+    queue_lengths: dict[str, list[int]]  # queue -> messages per priority step (PRIORITY_STEPS order)
+    workers: list[WorkerView]
+
+
+async def read_snapshot(redis: Redis, keys: Keys, settings: Settings) -> Snapshot:
+    """Read what `/metrics` shows: a few round trips whatever the number of jobs."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.time()
+        pipe.zrange(keys.metrics(), 0, -1, withscores=True)
+        for status in JobStatus:
+            pipe.zcard(keys.index(status))
+        (seconds, micros), scored, *counts = await pipe.execute()
+    now = seconds + micros / 1e6
+    last_write = {str(host): float(score) for host, score in scored}
+    stale = [host for host, at in last_write.items() if at < now - HOST_KEPT_SECONDS]
+    if stale:
+        for host in await prune_hosts(redis, keys, stale, now - HOST_KEPT_SECONDS):
+            del last_write[host]
+    workers = await read_workers(redis, keys, settings)
+    queues = sorted({settings.queue_name, *(queue for worker in workers for queue in worker.queues)})
+    hosts = list(last_write)
+    async with redis.pipeline(transaction=False) as pipe:
+        for host in hosts:
+            pipe.hgetall(keys.metrics(host))
+        for queue in queues:
+            for step in PRIORITY_STEPS:
+                pipe.llen(queue_list(queue, step))
+        replies = await pipe.execute()
+    lengths = replies[len(hosts) :]
+    return Snapshot(
+        hosts=dict(zip(hosts, replies[: len(hosts)], strict=True)),
+        host_last_write=last_write,
+        now=now,
+        jobs={status.value: count for status, count in zip(JobStatus, counts, strict=True)},
+        queue_lengths={
+            queue: lengths[i * len(PRIORITY_STEPS) : (i + 1) * len(PRIORITY_STEPS)] for i, queue in enumerate(queues)
+        },
+        workers=workers,
+    )
+
+
+async def prune_hosts(redis: Redis, keys: Keys, hosts: Sequence[str], before: float) -> list[str]:
+    """Drop the counters of `hosts` not written since `before`; return those dropped.
+
+    A host that writes while this runs keeps its counters: its hash is watched, so the
+    transaction aborts (and the next scrape tries again).
+    """
+    async with redis.pipeline(transaction=True) as pipe:
+        await pipe.watch(*(keys.metrics(host) for host in hosts))
+        scores = [await pipe.zscore(keys.metrics(), host) for host in hosts]
+        gone = [host for host, score in zip(hosts, scores, strict=True) if score is not None and score < before]
+        if not gone:
+            return []
+        pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        pipe.delete(*(keys.metrics(host) for host in gone))
+        pipe.zrem(keys.metrics(), *gone)
+        try:
+            await pipe.execute()
+        except WatchError:
+            return []
+    return gone
+
+
+@dataclass
+class Folded:
+    """The hashes summed per label set (several workers on one host are one `hostname`)."""
+
+    counters: dict[str, dict[Labels, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    histograms: dict[str, dict[Labels, Histogram]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(Histogram))
+    )
+
+    def add(self, host: str, name: str, value: str) -> None:
+        metric, *parts = name.split("\t")
+        if metric in COUNTERS and len(parts) == 2:
+            self.counters[metric][(parts[0], hostname_label(host), parts[1])] += int(value)
+            return
+        base, _, kind = metric.rpartition("_")
+        if base not in HISTOGRAMS:
+            return  # a field a newer version writes: not ours to show
+        if kind == "bucket" and len(parts) == 3:
+            histogram = self.histograms[base][(parts[0], hostname_label(host), parts[1])]
+            index = int(parts[2]) - 1  # 1-based in Lua
+            if 0 <= index < len(histogram.counts):
+                histogram.counts[index] += int(value)
+        elif kind == "sum" and len(parts) == 2:
+            self.histograms[base][(parts[0], hostname_label(host), parts[1])].total += float(value)
+
+
+def fold(hosts: dict[str, dict[str, str]]) -> Folded:
+    folded = Folded()
+    for host, fields in hosts.items():
+        for name, value in fields.items():
+            folded.add(host, name, value)
+    return folded
+
+
+def task_families(folded: Folded) -> Iterator[Metric]:
+    for metric, (name, doc) in COUNTERS.items():
+        counter = CounterMetricFamily(name, doc, labels=TASK_LABELS)
+        for labels, value in sorted(folded.counters[metric].items()):
+            counter.add_metric(labels, value)
+        yield counter
+    for metric, (name, doc) in HISTOGRAMS.items():
+        histogram = HistogramMetricFamily(name, doc, labels=TASK_LABELS)
+        for labels, series in sorted(folded.histograms[metric].items()):
+            histogram.add_metric(labels, series.cumulative(), series.total)
+        yield histogram
+
+
+def worker_families(snapshot: Snapshot) -> Iterator[Metric]:
+    up: Series = {}
+    active: Series = defaultdict(int)
+    # A host that wrote counters lately but has no live worker left is down (0), as
+    # celery-exporter shows an offline worker, so `celery_worker_up == 0` alerts fire.
+    for host, at in snapshot.host_last_write.items():
+        if host and at >= snapshot.now - DOWN_SHOWN_SECONDS:
+            up[hostname_label(host),] = 0
+            active[hostname_label(host),] += 0
+    for worker in snapshot.workers:
+        up[hostname_label(worker.name),] = 1
+        active[hostname_label(worker.name),] += len(worker.running)
+    yield gauge("celery_worker_up", "1 while a worker on the host heartbeats, 0 once none does.", ("hostname",), up)
+    yield gauge("celery_worker_tasks_active", "Jobs running on the host's workers.", ("hostname",), active)
+    stalled = sum(1 for worker in snapshot.workers if worker.stalled)
+    yield gauge("pocketqueue_workers_stalled", "Live workers not consuming while jobs wait.", (), {(): stalled})
+
+
+def queue_families(snapshot: Snapshot) -> Iterator[Metric]:
+    lengths = snapshot.queue_lengths
+    yield gauge(
+        "celery_queue_length",
+        "Messages waiting on the broker, all priorities.",
+        ("queue_name",),
+        {(queue,): sum(steps) for queue, steps in lengths.items()},
+    )
+    by_step = {priority.broker_priority: priority.value for priority in Priority}
+    per_priority: Series = {
+        (queue, by_step[step]): count
+        for queue, steps in lengths.items()
+        for step, count in zip(PRIORITY_STEPS, steps, strict=True)
+    }
+    yield gauge(
+        "pocketqueue_queue_length",
+        "Messages waiting on the broker, per priority.",
+        ("queue_name", "priority"),
+        per_priority,
+    )
+    jobs: Series = {(status,): count for status, count in snapshot.jobs.items()}
+    yield gauge("pocketqueue_jobs", "Jobs per status (finished ones until they expire).", ("status",), jobs)
+    dead = snapshot.jobs.get(JobStatus.FAILED.value, 0)
+    yield gauge("pocketqueue_dead_letters", "Failed jobs in the dead-letter set.", (), {(): dead})
+
+
+def gauge(name: str, doc: str, labels: Sequence[str], series: Series) -> Metric:
+    family = GaugeMetricFamily(name, doc, labels=labels)
+    for values, value in sorted(series.items()):
+        family.add_metric(values, value)
+    return family
+
+
+def families(snapshot: Snapshot) -> list[Metric]:
+    """Every metric family of a snapshot."""
+    return [*task_families(fold(snapshot.hosts)), *queue_families(snapshot), *worker_families(snapshot)]
+
+
+class _Families(Collector):
+    """A collector that hands over families already built (no I/O in `collect`)."""
+
+    def __init__(self, built: Iterable[Metric]) -> None:
+        self.built = list(built)
+
+    def collect(self) -> Iterable[Metric]:
+        return self.built
+
+
+def exposition(snapshot: Snapshot) -> bytes:
+    """The snapshot in Prometheus's text format (0.0.4)."""
+    # A registry per scrape: nothing is kept between scrapes, and the process-wide default
+    # registry (with its process and GC collectors) is left out.
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families(snapshot)))
+    return generate_latest(registry)
+
+
+async def render_metrics(redis: Redis, keys: Keys, settings: Settings) -> bytes:
+    """Read the cluster's metrics from Redis and render them for a scrape."""
+    return exposition(await read_snapshot(redis, keys, settings))
