@@ -20,6 +20,9 @@ DEFAULT_WAIT_SECONDS = 30.0
 MAX_PAGE = 500
 MAX_OFFSET = 1_000_000  # past this, page with filters instead: Redis walks the set to reach it
 Key = Field(default=None, min_length=1, max_length=MAX_KEY_LENGTH)
+# A cursor as the API writes it, `<score>/<job id>` (a float's repr: digits, a fraction, an
+# exponent), so that anything the schema admits is one the API can read back.
+CURSOR_PATTERN = r"^[0-9]{1,16}(\.[0-9]{1,17})?(e[+-]?[0-9]{1,3})?/.{1,200}$"
 JobIdField = Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH)]
 
 
@@ -150,7 +153,7 @@ class RedriveRequest(BaseModel):
     error_type: str | None = Field(default=None, min_length=1, max_length=200)
     cursor: str | None = Field(
         default=None,
-        pattern=r"^-?[0-9.e+-]{1,32}/.{1,200}$",
+        pattern=CURSOR_PATTERN,
         description="Carry on a bulk re-drive where the last answer's `next_cursor` says",
     )
 

@@ -55,7 +55,8 @@ REPLAY_PAGE = 500
 REPLAY_CONCURRENCY = 8
 
 # A stream entry id as Redis writes it, or its milliseconds part alone (what XRANGE accepts).
-ENTRY_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+# At most 19 digits a part: Redis reads each as a 64-bit integer, and 20 digits can pass it.
+ENTRY_ID = re.compile(r"^[0-9]{1,19}(-[0-9]{1,19})?$")
 FINAL = frozenset(status.value for status in FINISHED_STATUSES)
 
 # Stream entries as a client with decode_responses returns them (redis-py types the replies

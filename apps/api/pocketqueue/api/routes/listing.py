@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, BeforeValidator, Field
 from pocketqueue import flows
 from pocketqueue.api.deps import RuntimeDep, new_shared
 from pocketqueue.api.openapi import problem_responses
-from pocketqueue.api.schemas import JobList, JobPublic
+from pocketqueue.api.schemas import CURSOR_PATTERN, JobList, JobPublic
 from pocketqueue.jobs.models import JobStatus
 from pocketqueue.jobs.request import MAX_KEY_LENGTH, MAX_TAGS
 from pocketqueue.observe.listing import MAX_LIMIT, JobQuery
@@ -19,7 +19,6 @@ from pocketqueue.observe.listing import MAX_LIMIT, JobQuery
 router = APIRouter(tags=["jobs"])
 
 TAG = r"^[A-Za-z0-9_.-]{1,64}:.{1,128}$"
-CURSOR = r"^[0-9]{1,12}(\.[0-9]{1,9})?(e[+-]?[0-9]{1,3})?/.{1,200}$"  # what encode_cursor writes
 
 
 def _iso_only(value: Any) -> Any:
@@ -48,7 +47,7 @@ async def list_jobs(
     created_after: Annotated[IsoTime | None, Query(description="Exclusive; ISO 8601 with an offset")] = None,
     created_before: Annotated[IsoTime | None, Query(description="Exclusive; ISO 8601 with an offset")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
-    cursor: Annotated[str | None, Query(pattern=CURSOR, description="`next_cursor` of the last page")] = None,
+    cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN, description="`next_cursor` of the last page")] = None,
 ) -> JobList:
     """Jobs matching every filter given, newest first.
 
