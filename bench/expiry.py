@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/expiry.py                # 100,000 jobs (several minutes on 2 cores)
     .venv/bin/python bench/expiry.py --jobs 2000    # or --quick: the same with 2,000 jobs
+    .venv/bin/python bench/expiry.py --recovery 6   # janitor sweeps (and reaps) every 0.5 s, not every 5 s
 
 Checks the bound "every key PocketQueue writes (records, indexes, idempotency and unique
 keys, schedule, heartbeats, progress) expires or is trimmed": with short TTLs (5 s), the
@@ -19,9 +20,18 @@ worker`, through bench/worker_entry.py), then
 4. waits until every job has finished, then until every key it wrote has expired;
 5. compares keys and memory with the baselines, and once more after the workers stop.
 
+The mix tags part of its jobs (`book_id:<n>`, `tenant:<name>`), so listing indexes of
+every kind are written; the janitor's reap.lua takes a job out of them shortly before its
+record expires, and a job's own event stream expires with it: the verdict wants every
+`list:*` and `events:<id>` (per-job event list) key gone. The keys kept on purpose (the global event stream,
+the counters, the per-minute stats, the recent run times, the worker registry) are
+bounded by design, not per job: bench/expiry_bounded.py checks them against their bounds
+and reports their sizes; they are left out of the leftovers and of the memory comparison.
+
 Exits 1 when a key is left over (other than the live workers' own `{prefix}:worker:*`
-heartbeats and their janitors' `{prefix}:janitor` lease) or memory ends more than
---limit-kib (64) above the warm baseline. Memory
+heartbeats, their janitors' `{prefix}:janitor` lease and the bounded-by-design keys), a
+bounded-by-design key exceeds its bound, or memory less those keys' MEMORY USAGE ends
+more than --limit-kib (64) above the warm baseline (less theirs there). Memory
 is INFO used_memory less what client connections hold (query buffers, which Redis 6.2
 leaves out of mem_clients_normal, and mem_clients_normal itself), the median of 21
 readings; the slow log is emptied before each reading. The report shows used_memory as
@@ -52,6 +62,7 @@ from typing import Any
 import redis
 from pydantic import SecretStr
 
+from expiry_bounded import BoundedKey, Bounds, bounded_kind, bounded_lines, bounded_memory, read_bounded
 from pocketqueue import flows
 from pocketqueue.config import Settings
 from pocketqueue.jobs.keys import Keys
@@ -68,7 +79,7 @@ RETRY_DELAY_SECONDS = 0.5
 SCHEDULED_CANCEL_DELAY = 30.0  # cancelled long before it is due
 FINISHED = {status.value for status in JobStatus if status.finished}
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-NUMBER = re.compile(r"(?<=[-:])\d+(?=$|[-:])")
+NUMBER = re.compile(r"(?<=[-:=])\d+(?=$|[-:])")
 MEMORY_FIELDS = (
     "used_memory",
     "used_memory_dataset",
@@ -96,13 +107,20 @@ def _delay(i: int) -> float:
     return 1.0 + (i % 11) / 10  # 1.0 to 2.0 s
 
 
+def _tags(i: int) -> dict[str, str]:
+    # Each tag is a listing index of its own (`list:tag:<name>=<value>`): many distinct
+    # values (one per book) and a few common ones.
+    return {"book_id": f"{i // 3}", "tenant": ("acme", "globex", "initech")[i % 3]}
+
+
 def _plain(i: int, tag: str) -> Step:
-    return Step("plain", DispatchRequest(TASK, kwargs={"result": {"n": i}}))
+    tags = _tags(i) if i % 2 else {}
+    return Step("plain", DispatchRequest(TASK, kwargs={"result": {"n": i}}, tags=tags))
 
 
 def _progress(i: int, tag: str) -> Step:
     # Two progress reports: each is a HEARTBEAT (lease renewed, progress and step written).
-    return Step("progress", DispatchRequest(TASK, kwargs={"sleep": 0.02, "steps": 2}))
+    return Step("progress", DispatchRequest(TASK, kwargs={"sleep": 0.02, "steps": 2}, tags=_tags(i)))
 
 
 def _idempotent(i: int, tag: str) -> Step:
@@ -134,7 +152,7 @@ def _delayed(i: int, tag: str) -> Step:
 
 def _failing(i: int, tag: str) -> Step:
     # Fails, is retried once (status retrying, in the schedule), fails again: dead-lettered.
-    return Step("failing", DispatchRequest(TASK, kwargs={"fail": True}, max_retries=1))
+    return Step("failing", DispatchRequest(TASK, kwargs={"fail": True}, max_retries=1, tags=_tags(i)))
 
 
 def _cancel_queued(i: int, tag: str) -> Step:
@@ -144,7 +162,9 @@ def _cancel_queued(i: int, tag: str) -> Step:
 
 def _cancel_scheduled(i: int, tag: str) -> Step:
     idem = f"{tag}-idem-{i}" if i % 2 else None
-    request = DispatchRequest(TASK, kwargs={"result": i}, delay_seconds=SCHEDULED_CANCEL_DELAY, idempotency_key=idem)
+    request = DispatchRequest(
+        TASK, kwargs={"result": i}, delay_seconds=SCHEDULED_CANCEL_DELAY, idempotency_key=idem, tags=_tags(i)
+    )
     return Step("cancel-scheduled", request, "cancel")
 
 
@@ -186,6 +206,7 @@ def step_for(i: int, tag: str) -> Step:
 QUERY_BUFFERS = "client query buffers"
 NO_QUERY_BUFFERS = "used_memory - query buffers"
 NET = "used_memory - all client memory"
+UNBOUNDED = "used_memory - client memory - bounded-by-design keys"
 CLIENTS = "connected_clients"
 RAW_RANGE = ("used_memory (lowest reading)", "used_memory (highest reading)")
 MEMORY_ROWS = (*MEMORY_FIELDS, *RAW_RANGE, QUERY_BUFFERS, NO_QUERY_BUFFERS, NET, CLIENTS)
@@ -207,11 +228,17 @@ class Snapshot:
     connections: dict[str, Connection]  # CLIENT LIST, by client id
     slow: list[tuple[int, str]]  # SLOWLOG entries since the previous snapshot: (microseconds, command)
     owners: dict[int, str] = field(default_factory=dict)  # client port -> which process
+    bounded: list[BoundedKey] = field(default_factory=list)  # the keys kept on purpose (expiry_bounded.py)
 
     @property
     def used(self) -> int:
         """What the verdict compares: used_memory less every client's buffers and structures."""
         return self.memory[NET]
+
+    @property
+    def unbounded(self) -> int:
+        """`used` less the MEMORY USAGE of the bounded-by-design keys: what must come back."""
+        return self.used - bounded_memory(self.bounded)
 
 
 def query_buffers(clients: list[dict[str, Any]]) -> int:
@@ -312,6 +339,11 @@ def connection_owners(redis_port: int) -> dict[int, int]:
 def lives_with_workers(key: str, keys: Keys) -> bool:
     """A key that lasts as long as a worker does: its heartbeat, or the janitors' leadership lease."""
     return key.startswith(keys.worker("")) or key == keys.janitor
+
+
+def kept(key: str, keys: Keys) -> bool:
+    """A key allowed to outlive the jobs: one living with the workers, or bounded by design."""
+    return lives_with_workers(key, keys) or bounded_kind(key, keys) is not None
 
 
 def pattern(key: str, prefix: str) -> str:
@@ -484,6 +516,7 @@ class Options:
     ttl: int
     limit_kib: int
     keep: bool
+    recovery: int | None = None  # QUEUE_RECOVERY_SECONDS (the janitor sweeps, and reaps, every 1/12 of it)
 
 
 class Run:
@@ -511,6 +544,7 @@ class Run:
             queue_idempotency_ttl_seconds=options.ttl,
             queue_max_retries=0,
             queue_retry_delays=[RETRY_DELAY_SECONDS],
+            **({} if options.recovery is None else {"queue_recovery_seconds": options.recovery}),
         )
         self.keys = Keys(tag)
         self.clients = [self._client() for _ in range(3)]  # main, sampler, tracker: open at every snapshot
@@ -558,7 +592,19 @@ class Run:
         """A snapshot, with each connection attributed to the process that holds it."""
         shot = snapshot(self.redis, label)
         shot.owners = {port: self.role(pid) for port, pid in connection_owners(self.port).items()}
+        shot.bounded = read_bounded(self.redis, self.keys, shot.keys, self.bounds())
         return shot
+
+    def bounds(self) -> Bounds:
+        live = sum(1 for service in self.workers if service.process is not None)
+        node = int(self.redis.config_get("stream-node-max-entries")["stream-node-max-entries"])
+        return Bounds(tasks=1, queues=1, workers=self.options.workers, live_workers=live, stream_node=node)
+
+    def unbounded_memory(self) -> int:
+        """As Snapshot.unbounded, read now (the median of 11 readings)."""
+        names = list(self.redis.scan_iter(f"{self.tag}:*", count=1000))
+        bounded = bounded_memory(read_bounded(self.redis, self.keys, names, self.bounds()))
+        return read_memory(self.redis, samples=11)[NET] - bounded
 
     def role(self, pid: int) -> str:
         if pid == os.getpid():
@@ -596,7 +642,7 @@ class Run:
     def leftovers(self, baseline: Snapshot) -> list[str]:
         """Keys that were not in `baseline`, other than live workers' heartbeats and janitor lease."""
         keys = self.redis.scan_iter(count=1000)
-        return sorted(k for k in keys if k not in baseline.keys and not lives_with_workers(k, self.keys))
+        return sorted(k for k in keys if k not in baseline.keys and not kept(k, self.keys))
 
     def run_round(self, count: int, label: str, sampler: Sampler) -> RoundResult:
         result = RoundResult(count)
@@ -649,7 +695,7 @@ class Run:
         # back within the limit (read the way snapshot() reads it).
         until = time.monotonic() + 20
         while settle and time.monotonic() < until:
-            if read_memory(self.redis, samples=11)[NET] - baseline.used <= self.options.limit_kib * 1024:
+            if self.unbounded_memory() - baseline.unbounded <= self.options.limit_kib * 1024:
                 return
 
 
@@ -734,6 +780,8 @@ def run_lines(run: Run, result: RoundResult, wall: float) -> list[str]:
         f"command: {' '.join([Path(sys.executable).name, *sys.argv])}",
         f"settings: TTLs (job, dead-letter, idempotency) {options.ttl} s, retry delay {RETRY_DELAY_SECONDS} s, "
         f"{options.workers} worker(s) x concurrency {options.concurrency}, prefix/queue {run.tag}, "
+        f"QUEUE_RECOVERY_SECONDS {run.settings.queue_recovery_seconds} (janitor sweep every "
+        f"{run.settings.janitor_interval:g} s), "
         f"warm-up {options.warmup:,} jobs",
         "",
         "mix (dispatch steps by kind): " + ", ".join(f"{k} {n:,}" for k, n in sorted(result.kinds.items())),
@@ -750,14 +798,15 @@ def run_lines(run: Run, result: RoundResult, wall: float) -> list[str]:
 
 def render(run: Run, result: RoundResult, shots: dict[str, Snapshot], peak: tuple[int, int], wall: float) -> str:
     empty, cold, warm, after, stopped = (shots[name] for name in ("empty", "cold", "warm", "after", "stopped"))
-    leftover = sorted(k for k in set(after.keys) - set(warm.keys) if not lives_with_workers(k, run.keys))
+    leftover = sorted(k for k in set(after.keys) - set(warm.keys) if not kept(k, run.keys))
     lines = [
         *run_lines(run, result, wall),
         f"peak keys during the run: {peak[1]:,}",
         "",
         "memory (bytes; empty: before the workers started, stopped: after they stopped):",
         *memory_lines([empty, cold, warm, after, stopped], peak[0]),
-        delta_line(NET, warm, after) + "   <- the verdict",
+        unbounded_line(warm, after) + "   <- the verdict",
+        delta_line(NET, warm, after) + " (bounded-by-design keys included)",
         delta_line(NO_QUERY_BUFFERS, warm, after),
         delta_line("used_memory", warm, after) + " (median readings)",
         delta_line(NET, cold, after),
@@ -772,9 +821,19 @@ def render(run: Run, result: RoundResult, shots: dict[str, Snapshot], peak: tupl
         "what the warm-up changed (cold -> warm):",
         *changed_stats(cold, warm),
         "",
+        "per-job observation keys once the jobs expired (must be none): "
+        + ", ".join(f"{name} {n:,}" for name, n in per_job_left(after, run.keys).items()),
+        "keys bounded by design, at the warm baseline (left out of the leftovers and of the memory verdict):",
+        *bounded_lines(warm.bounded, run.tag),
+        "keys bounded by design, once the jobs expired:",
+        *bounded_lines(after.bounded, run.tag),
+        "keys bounded by design, once the workers had stopped:",
+        *bounded_lines(stopped.bounded, run.tag),
+        "",
         "keys at the warm baseline (by pattern):",
         *key_table(warm.keys, run.tag, warm.keys),
-        "keys left over (not in the warm baseline; live worker heartbeats and janitor lease excepted):",
+        "keys left over (not in the warm baseline; live worker heartbeats, janitor lease and keys bounded by design "
+        "excepted):",
         *key_table(leftover, run.tag, after.keys),
         "keys not in the cold baseline (what the warm-up left):",
         *key_table(sorted(set(warm.keys) - set(cold.keys)), run.tag, warm.keys),
@@ -787,16 +846,35 @@ def render(run: Run, result: RoundResult, shots: dict[str, Snapshot], peak: tupl
 def verdict(run: Run, shots: dict[str, Snapshot]) -> list[str]:
     cold, warm, after = shots["cold"], shots["warm"], shots["after"]
     failures = []
-    leftover = [k for k in set(after.keys) - set(warm.keys) if not lives_with_workers(k, run.keys)]
+    leftover = [k for k in set(after.keys) - set(warm.keys) if not kept(k, run.keys)]
     if leftover:
         failures.append(f"{len(leftover):,} key(s) left over")
-    warmup_left = [k for k in set(warm.keys) - set(cold.keys) if not lives_with_workers(k, run.keys)]
+    warmup_left = [k for k in set(warm.keys) - set(cold.keys) if not kept(k, run.keys)]
     if warmup_left:
         failures.append(f"{len(warmup_left):,} key(s) left over by the warm-up")
-    delta = after.used - warm.used
+    delta = after.unbounded - warm.unbounded
     if delta > run.options.limit_kib * 1024:
-        failures.append(f"{NET} grew by {kib(delta)} (limit {run.options.limit_kib} KiB)")
+        failures.append(f"{UNBOUNDED} grew by {kib(delta)} (limit {run.options.limit_kib} KiB)")
+    failures += [
+        f"{row.key}: {row.length}, TTL {row.ttl} s, over its bound ({row.bound})" for row in after.bounded if not row.ok
+    ]
+    per_job = per_job_left(after, run.keys)
+    if any(per_job.values()):
+        failures.append("per-job keys left: " + ", ".join(f"{name} {n:,}" for name, n in per_job.items() if n))
     return failures
+
+
+def per_job_left(shot: Snapshot, keys: Keys) -> dict[str, int]:
+    """The per-job observation keys still there: listing indexes and jobs' own event streams."""
+    listing = sum(1 for key in shot.keys if key.startswith(keys.listed("")))
+    streams = sum(1 for key in shot.keys if key.startswith(keys.events("")))
+    return {"listing indexes (list:*)": listing, "job event lists (events:<id>)": streams}
+
+
+def unbounded_line(before: Snapshot, after: Snapshot) -> str:
+    delta = after.unbounded - before.unbounded
+    taken = f"{bounded_memory(before.bounded):,} and {bounded_memory(after.bounded):,} bytes taken off"
+    return f"    {UNBOUNDED}, {after.label} - {before.label}: {delta:+,} bytes ({kib(delta)}; {taken})"
 
 
 def measure(run: Run) -> tuple[str, list[str]]:
@@ -842,12 +920,13 @@ def parse_options(argv: list[str] | None) -> Options:
     parser.add_argument("--ttl", type=int, default=TTL_SECONDS, help="job, dead-letter and idempotency TTL (s)")
     parser.add_argument("--limit-kib", type=int, default=64, help="allowed used_memory growth (default 64 KiB)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, AOF)")
+    parser.add_argument("--recovery", type=int, help="QUEUE_RECOVERY_SECONDS of the workers (default: the default, 60)")
     args = parser.parse_args(argv)
     jobs = args.jobs if args.jobs is not None else (2_000 if args.quick else 100_000)
     warmup = args.warmup if args.warmup is not None else (100 if args.quick else 300)
     if jobs < 1 or warmup < 0 or args.workers < 1 or args.concurrency < 1 or args.ttl < 1:
         parser.error("--jobs, --workers, --concurrency and --ttl must be positive; --warmup 0 or more")
-    return Options(jobs, warmup, args.workers, args.concurrency, args.ttl, args.limit_kib, args.keep)
+    return Options(jobs, warmup, args.workers, args.concurrency, args.ttl, args.limit_kib, args.keep, args.recovery)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

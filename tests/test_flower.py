@@ -23,6 +23,7 @@ from pocketqueue.jobs.models import Job
 from pocketqueue.nodes import DispatchRequest, TaskCancelNode
 from pocketqueue.runtime import QueueRuntime, open_runtime
 from pocketqueue.worker.app import create_celery_app
+from test_crash_recovery import kill_whole_worker
 from test_lifecycle import StartWorker, private_settings, submit
 
 
@@ -218,3 +219,25 @@ def test_task_events_can_be_turned_off(redis_url: str) -> None:
     assert create_celery_app(private_settings(redis_url)).conf.worker_send_task_events is True
     off = create_celery_app(private_settings(redis_url, queue_task_events=False))
     assert off.conf.worker_send_task_events is False
+
+
+async def test_a_job_whose_worker_died_shows_as_the_record_says(
+    flower: Flower, worker_for_flower: WorkerProcess, settings_for_flower: Settings, start_worker: StartWorker
+) -> None:
+    # A SIGKILLed worker sends nothing: the janitor that recovers the job tells Celery's
+    # tools, so Flower does not show the job STARTED for good.
+    settings = settings_for_flower
+    async with open_runtime(settings) as runtime:
+        await wait_for_events(flower, runtime)
+        key = f"runs-{uuid.uuid4()}"
+        lost = await dispatch(runtime, "tests.runs", key, 60, max_retries=0)
+        flower.until(lost.job_id, "STARTED")
+        kill_whole_worker(worker_for_flower)
+        start_worker(settings)  # its janitor finds the lapsed lease (within QUEUE_RECOVERY_SECONDS)
+        info = flower.until(lost.job_id, "FAILURE", timeout=30)
+        assert info["exception"].startswith("WorkerLost("), info
+        record = await runtime.store.get(lost.job_id)
+        assert record is not None
+        assert record.status == "failed"
+        assert record.error is not None
+        assert record.error.type == "WorkerLost"

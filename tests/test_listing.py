@@ -183,7 +183,8 @@ async def test_an_entry_whose_record_is_gone_is_skipped_and_dropped(
 async def test_finished_jobs_leave_the_listing_with_their_records(
     redis_url: str, start_worker: StartWorker, sync_redis: redis.Redis
 ) -> None:
-    settings = private_settings(redis_url, queue_job_ttl_seconds=3, queue_dead_letter_ttl_seconds=3)
+    # Records kept a little longer than the reaper's lead (10 s), so they are listed at first.
+    settings = private_settings(redis_url, queue_job_ttl_seconds=13, queue_dead_letter_ttl_seconds=13)
     start_worker(settings)
     async with api_client(settings) as client:
         jobs = [await dispatch(client, tags={"batch": "b"}), await dispatch(client, "tests.fail", args=["x"])]
@@ -194,7 +195,9 @@ async def test_finished_jobs_leave_the_listing_with_their_records(
         assert await listed(client, status="completed") == [jobs[0]["job_id"]]
         prefix = settings.queue_key_prefix
         # The janitor's leader reaps each job's entries shortly before its record expires.
-        wait_until(lambda: not list(sync_redis.scan_iter(f"{prefix}:list:*")), timeout=15, interval=0.2)
+        wait_until(lambda: not list(sync_redis.scan_iter(f"{prefix}:list:*")), timeout=25, interval=0.2)
+        for job in jobs:  # out of the listing before their records expire, not after
+            assert sync_redis.exists(f"{prefix}:job:{job['job_id']}")
         assert await listed(client) == []
         assert await listed(client, tag="batch:b") == []
 

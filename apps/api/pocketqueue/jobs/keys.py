@@ -110,8 +110,8 @@ class Keys:
         return ":".join((self.prefix, "list", *parts))
 
     def events(self, job_id: str | None = None) -> str:
-        # Streams of job events: the global one (trimmed by length) and each job's own
-        # (trimmed by length, expires with the record), with the same entry ids.
+        # Job events: the global stream (trimmed by length), and each job's own list of
+        # `<global entry id> <JSON>` (trimmed by length, expires with the record).
         return f"{self.prefix}:events" if job_id is None else f"{self.prefix}:events:{job_id}"
 
     def metrics(self, host: str | None = None) -> str:

@@ -277,7 +277,10 @@ class WorkerJobStore:
         return outcome
 
     def reap(self, lead_seconds: float, most: int = 500) -> int:
-        """Take finished jobs whose records expire within `lead_seconds` out of the listing (reap.lua)."""
+        """Take finished jobs whose records expire within `lead_seconds` out of the listing (reap.lua).
+
+        Returns how many due entries it handled: fewer than `most` when none is left due.
+        """
         reaped: int = self._reap(args=[self.keys.prefix, "", lead_seconds, most])
         return reaped
 

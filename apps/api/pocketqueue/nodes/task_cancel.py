@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from typing import Any
 
 from pocketflow import AsyncNode
 
 from pocketqueue.jobs.models import ACTIVE_STATUSES, Job, JobStatus
+from pocketqueue.observe.celery_events import announce_revoked
 from pocketqueue.runtime import QueueRuntime
-from pocketqueue.worker.app import PocketQueueCelery
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +41,8 @@ class TaskCancelNode(AsyncNode):  # type: ignore[misc]
                 await asyncio.to_thread(runtime.celery.control.revoke, job_id, terminate=True, signal="SIGTERM")
             except Exception:
                 log.warning("revoke of running job %s failed; its heartbeat will stop it", job_id, exc_info=True)
-        if job is not None and before in ACTIVE_STATUSES and runtime.settings.queue_task_events:
-            try:
-                await asyncio.to_thread(announce_revoked, runtime.celery, job, before == JobStatus.PROCESSING)
-            except Exception:  # the cancel holds; Flower just keeps showing the job's last state
-                log.warning("task-revoked event for job %s not sent", job_id, exc_info=True)
+        if job is not None and before in ACTIVE_STATUSES:
+            await asyncio.to_thread(announce_revoked, runtime.celery, job, before == JobStatus.PROCESSING)
         return before, job
 
     async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: tuple[str, Job | None]) -> str:
@@ -58,17 +54,3 @@ class TaskCancelNode(AsyncNode):  # type: ignore[misc]
             log.info("job %s cancelled (was %s)", job.job_id, before)
             return "cancelled"
         return "finished"
-
-
-def announce_revoked(celery: PocketQueueCelery, job: Job, terminated: bool) -> None:
-    """Send Celery's task-revoked event for a cancelled job (what Flower and `celery events` read).
-
-    Sent as the worker that last ran the job, else as this API process: Celery's event
-    state files every task event under a host.
-    """
-    hostname = job.worker or f"pocketqueue-api@{socket.gethostname()}"
-    with celery.events.default_dispatcher(hostname=hostname) as dispatcher:
-        # `name` too: a job cancelled before any worker received it is otherwise nameless.
-        dispatcher.send(
-            "task-revoked", uuid=job.job_id, name=job.task, terminated=terminated, signum=None, expired=False
-        )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 from collections import defaultdict
@@ -257,6 +258,19 @@ class EventHub:
                 return
             start = f"({entries[-1][0]}"
 
+    async def replay_job(self, redis: Redis, key: str, after: str | None) -> AsyncIterator[JobEvent]:
+        """The job's own events (a list of `<entry id> <JSON>`, at most ~1,000) after `after`, oldest first."""
+        async with self._replaying:
+            try:
+                lines = cast(list[str], await redis.lrange(key, 0, -1))
+            except (RedisError, OSError) as exc:
+                raise RedisUnavailable() from exc
+        since = entry_key(after) if after else None
+        for line in lines:
+            entry_id, _, text = line.partition(" ")
+            if since is None or entry_key(entry_id) > since:
+                yield JobEvent.of(entry_id, json.loads(text))
+
     def _forget(self, subscription: Subscription) -> None:
         job_id = subscription.wanted.job_id
         if job_id is None:
@@ -299,7 +313,7 @@ async def job_events(
     """One job's events after `after`, ending with its final status (`finished`: as read before)."""
     async with hub.subscribe(EventFilter(job_id=job_id)) as subscription:
         last: JobEvent | None = None
-        async for event in hub.replay(redis, keys.events(job_id), after):
+        async for event in hub.replay_job(redis, keys.events(job_id), after):
             last = event
             yield event
         # The replay ends the stream if its newest event is final; a final event older than
@@ -328,8 +342,9 @@ async def all_events(
 
 
 async def has_events_after(redis: Redis, keys: Keys, job_id: str, after: str) -> bool:
-    """Whether the job's stream holds anything after `after`."""
+    """Whether the job's own events hold anything after `after` (its newest is later)."""
     try:
-        return bool(await redis.xrange(keys.events(job_id), min=f"({after}", max="+", count=1))
+        newest = cast(str | None, await redis.lindex(keys.events(job_id), -1))
     except (RedisError, OSError) as exc:
         raise RedisUnavailable() from exc
+    return newest is not None and entry_key(newest.partition(" ")[0]) > entry_key(after)

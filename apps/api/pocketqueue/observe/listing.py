@@ -76,11 +76,15 @@ async def list_jobs(redis: Redis, keys: Keys, query: JobQuery) -> JobPage:
     if query.q:
         return await _search(redis, keys, query, start)
     indexes = await _driving_indexes(redis, keys, query)
-    walks = [_walk(redis, index, start, query.created_after, query.created_before) for index in indexes]
+    filters = len(query.tags) + (query.task is not None) + bool(query.statuses)
+    # Walking the one index a query names, every entry matches (unless its record is gone):
+    # a page needs little more than `limit` of them, not a whole batch.
+    size = min(BATCH, query.limit + 1) if filters <= 1 else BATCH
+    walks = [_walk(redis, index, start, query.created_after, query.created_before, size) for index in indexes]
     found: list[str] = []
     walked = 0
     last: Position | None = None
-    async for batch in _batches(_merge(walks)):
+    async for batch in _batches(_merge(walks), size):
         matches = await _matching(redis, keys, query, batch, indexes)
         walked += len(batch)
         for position, matched in zip(batch, matches, strict=True):
@@ -113,7 +117,7 @@ async def _driving_indexes(redis: Redis, keys: Keys, query: JobQuery) -> list[st
 
 
 async def _walk(
-    redis: Redis, index: str, start: Position | None, after: float | None, before: float | None
+    redis: Redis, index: str, start: Position | None, after: float | None, before: float | None, size: int
 ) -> AsyncIterator[Position]:
     """Entries of one index, newest first, strictly after `start` (the cursor)."""
     high: Position | None = start
@@ -123,12 +127,12 @@ async def _walk(
     bottom = "-inf" if after is None else f"({after!r}"
     skip = 0
     while True:
-        rows: list[Any] = await redis.zrevrangebyscore(index, top, bottom, start=skip, num=BATCH, withscores=True)
+        rows: list[Any] = await redis.zrevrangebyscore(index, top, bottom, start=skip, num=size, withscores=True)
         positions = [(float(score), str(member)) for member, score in rows]
         for position in positions:
             if high is None or position < high:
                 yield position
-        if len(positions) < BATCH:
+        if len(positions) < size:
             return
         last = positions[-1]
         # Carry on from the last entry's time, inclusive, skipping the entries of that time
@@ -156,11 +160,11 @@ async def _merge(walks: list[AsyncIterator[Position]]) -> AsyncIterator[Position
             heads[number] = head
 
 
-async def _batches(positions: AsyncIterator[Position]) -> AsyncIterator[list[Position]]:
+async def _batches(positions: AsyncIterator[Position], size: int) -> AsyncIterator[list[Position]]:
     batch: list[Position] = []
     async for position in positions:
         batch.append(position)
-        if len(batch) == BATCH:
+        if len(batch) == size:
             yield batch
             batch = []
     if batch:

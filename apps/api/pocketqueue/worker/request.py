@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 
 from pocketqueue.jobs.models import JobError
 from pocketqueue.jobs.payload import PayloadError, check_json
+from pocketqueue.observe.celery_events import announce_failed
 
 __all__ = ["POISON", "JobRequest"]
 
@@ -111,6 +112,7 @@ class JobRequest(Request):  # type: ignore[misc]  # celery ships no type hints
         if outcome != "quarantined":
             return True
         log.error("job %s quarantined after %s deliveries: %s", self.id, deliveries, error.message)
+        announce_failed(self.app, self.id, self.name, error, self.hostname)
         self._done_without_pool()
         return False
 
@@ -128,6 +130,7 @@ class JobRequest(Request):  # type: ignore[misc]  # celery ships no type hints
             return
         if outcome == "ok":
             log.error("job %s quarantined (%s): %s", self.id, POISON, error.message)
+            announce_failed(self.app, self.id, self.name, error, self.hostname)
         elif outcome == "missing":
             log.error("message %s (task %s) dropped: no job record, and %s", self.id, self.name, error.message)
         else:

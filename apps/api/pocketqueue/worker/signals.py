@@ -44,6 +44,7 @@ from celery.signals import (
 from redis.exceptions import RedisError
 
 from pocketqueue.jobs.models import JobError
+from pocketqueue.observe.celery_events import announce_failed
 from pocketqueue.worker.janitor import Janitor
 from pocketqueue.worker.tasks import CLAIM_TOKEN, JobTask, retry_redis
 
@@ -219,6 +220,7 @@ def _record_unknown_task(sender: Any = None, name: str = "", id: str = "", **_: 
         log.warning("job %s: task %r is not registered here; handed back for another worker", id, name)
     elif outcome == "failed":
         log.error("job %s failed: %s", id, message)
+        announce_failed(app, id, name, error, getattr(sender, "hostname", None))
 
 
 worker_init.connect(_refuse_plain_celery_tasks, weak=False)

@@ -8,16 +8,16 @@
 -- A record that already expired (no janitor ran for `lead` seconds) still leaves the
 -- indexes the job id alone can name; the task and tag entries it leaves behind are
 -- dropped by the listing when it meets them (observe/listing.py).
--- Returns how many jobs it took out.
+-- Returns how many due entries it handled (fewer than `most`: none is left due).
 
 --- @include "job"
 
 local now = server_time()
 local lead = tonumber(ARGV[3])
 local expiring = listed('expiring')
-local reaped = 0
 local STATUSES = {'scheduled', 'queued', 'processing', 'retrying', 'completed', 'partial', 'failed', 'cancelled'}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', expiring, '-inf', now + lead, 'LIMIT', 0, tonumber(ARGV[4]))) do
+local due = redis.call('ZRANGEBYSCORE', expiring, '-inf', now + lead, 'LIMIT', 0, tonumber(ARGV[4]))
+for _, id in ipairs(due) do
   job_id, job = id, key('job', id)
   local status, task, tags = unpack(redis.call('HMGET', job, 'status', 'task', 'tags'))
   local left = redis.call('PTTL', job)
@@ -38,7 +38,6 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', expiring, '-inf', now + lead, 'L
       for _, each in ipairs(STATUSES) do redis.call('ZREM', listed('status', each), id) end
     end
     redis.call('ZREM', expiring, id)
-    reaped = reaped + 1
   end
 end
-return reaped
+return #due

@@ -1,0 +1,59 @@
+"""Celery task events for what a task's own body never reports, so Flower follows the record.
+
+A worker's task sends its own events (received, started, succeeded, retried, failed) as it
+runs. Some outcomes are decided elsewhere: a cancel by the API, a crash recovery or a
+quarantine by a worker's main process, a job failed for want of a worker with its task.
+These send the event Celery would have, by the job's id, so Flower and `celery events`
+never keep showing STARTED for a job whose worker died. They are a courtesy to Celery's
+tools: the record is the truth, so an event that cannot be sent is logged, never raised.
+Sent only when task events are on (QUEUE_TASK_EVENTS, the app's `worker_send_task_events`).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+from celery import Celery
+
+from pocketqueue.jobs.models import Job, JobError
+
+log = logging.getLogger(__name__)
+
+# Celery files every task event under a host: an API process, which runs no task, uses this.
+API_HOST = f"pocketqueue-api@{socket.gethostname()}"
+
+
+def announce(celery: Celery, event: str, job_id: str, task: str, hostname: str | None, **fields: Any) -> None:
+    """Send one task event (`task-failed`, ...) as `hostname` (default: the API's)."""
+    if not celery.conf.worker_send_task_events:
+        return
+    try:
+        with celery.events.default_dispatcher(hostname=hostname or API_HOST) as dispatcher:
+            # `name` too: a job that no worker received is otherwise nameless to Flower.
+            dispatcher.send(event, uuid=job_id, name=task, **fields)
+    except Exception:  # the outcome holds in the record; Flower just keeps the last state
+        log.warning("%s event for job %s not sent", event, job_id, exc_info=True)
+
+
+def announce_failed(celery: Celery, job_id: str, task: str, error: JobError, hostname: str | None) -> None:
+    """The job failed for good (into the dead letters) without its task raising."""
+    announce(celery, "task-failed", job_id, task, hostname, **_error_fields(error))
+
+
+def announce_retried(celery: Celery, job_id: str, task: str, error: JobError, hostname: str | None) -> None:
+    """The attempt ended without its task raising (its worker died), and the job runs again."""
+    announce(celery, "task-retried", job_id, task, hostname, **_error_fields(error))
+
+
+def announce_revoked(celery: Celery, job: Job, terminated: bool) -> None:
+    """The job was cancelled: as the worker that last ran it, else as the API."""
+    announce(
+        celery, "task-revoked", job.job_id, job.task, job.worker, terminated=terminated, signum=None, expired=False
+    )
+
+
+def _error_fields(error: JobError) -> dict[str, str]:
+    # As Celery's own failure events carry them: the exception's repr, and its traceback.
+    return {"exception": f"{error.type}({error.message!r})", "traceback": error.traceback or ""}
