@@ -215,7 +215,7 @@ async def test_counters_of_several_hosts_add_up_buckets_cumulate_and_old_hosts_a
     # Two workers on one machine (one `hostname`), one gone for eight days.
     for worker, buckets in [("pocketqueue.1@box", {1: 2, 3: 1}), ("pocketqueue.2@box", {3: 4, 20: 1})]:
         fields = {f"runtime_bucket\tt\t{queue}\t{i}": n for i, n in buckets.items()}
-        fields |= {f"succeeded\tt\t{queue}": sum(buckets.values()), f"runtime_sum\tt\t{queue}": 1000.5}
+        fields |= {f"succeeded\tt\t{queue}": sum(buckets.values()), f"runtime_sum\tt\t{queue}": 1_000_500_000}
         sync_redis.hset(f"{prefix}:metrics:{worker}", mapping=fields)
         sync_redis.zadd(f"{prefix}:metrics", {worker: now - 5})
     sync_redis.hset(f"{prefix}:metrics:pocketqueue.3@old", f"succeeded\tt\t{queue}", 7)

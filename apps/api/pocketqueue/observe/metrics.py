@@ -41,7 +41,7 @@ DOWN_SHOWN_SECONDS = 600
 # Counter fields of the hashes (`<metric>\t<task>\t<queue>`) and what each is exposed as.
 COUNTERS: dict[str, tuple[str, str]] = {
     "sent": ("celery_task_sent", "Jobs published to the broker (dispatched, or adopted on receipt)."),
-    "received": ("celery_task_received", "Jobs a worker took from the broker and claimed."),
+    "received": ("celery_task_received", "Attempts a worker took from the broker and claimed (as started)."),
     "started": ("celery_task_started", "Attempts a worker started."),
     "succeeded": ("celery_task_succeeded", "Jobs that finished completed or partial."),
     "failed": ("celery_task_failed", "Jobs that failed for good (into the dead letters)."),
@@ -172,7 +172,10 @@ class Folded:
     def add(self, host: str, name: str, value: str) -> None:
         metric, *parts = name.split("\t")
         if metric in COUNTERS and len(parts) == 2:
-            self.counters[metric][(parts[0], hostname_label(host), parts[1])] += int(value)
+            labels = (parts[0], hostname_label(host), parts[1])
+            self.counters[metric][labels] += int(value)
+            if metric == "started":  # one count for both: a worker claims a message as it starts its job
+                self.counters["received"][labels] += int(value)
             return
         base, _, kind = metric.rpartition("_")
         if base not in HISTOGRAMS:
@@ -183,7 +186,8 @@ class Folded:
             if 0 <= index < len(histogram.counts):
                 histogram.counts[index] += int(value)
         elif kind == "sum" and len(parts) == 2:
-            self.histograms[base][(parts[0], hostname_label(host), parts[1])].total += float(value)
+            # Whole microseconds (HINCRBY in observe.lua), shown in seconds.
+            self.histograms[base][(parts[0], hostname_label(host), parts[1])].total += int(value) / 1_000_000
 
 
 def fold(hosts: dict[str, dict[str, str]]) -> Folded:

@@ -19,6 +19,7 @@ if idem_key ~= '' then
     if redis.call('EXISTS', key('job', held_id)) == 1 then
       if string.sub(held, space + 1) == fingerprint then
         count('', 'idempotent_repeats\t' .. (redis.call('HGET', key('job', held_id), 'task') or '') .. '\t')
+        touch('', now)
         return {'duplicate', held_id}
       end
       return {'conflict', held_id}
@@ -46,4 +47,5 @@ list_job(status, now)
 local task, queue = unpack(redis.call('HMGET', job, 'task', 'queue'))
 emit('type', 'status', 'status', status, 'task', task, 'attempt', '0', 'progress', '0', 'step', '', 'at', now)
 count('', 'sent\t' .. task .. '\t' .. (queue or ''))
+touch('', now)
 return {'created', job_id}

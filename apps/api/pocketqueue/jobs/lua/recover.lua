@@ -21,6 +21,7 @@ if redis.call('EXISTS', key('lease', job_id)) == 1 then return 'alive' end
 drop_lease()
 local task, queue = unpack(redis.call('HMGET', job, 'task', 'queue'))
 count('', 'recovered\t' .. task .. '\t' .. (queue or ''))
+touch('', ARGV[4])
 redis.call('HSET', job, 'error', ARGV[5], 'error:' .. attempts, ARGV[5])
 redis.call('HDEL', job, 'claim')
 if tonumber(attempts) > (tonumber(max_retries) or 0) then

@@ -22,7 +22,7 @@ end
 local function move(from_status, to_status, score)
   redis.call('ZREM', key('index', from_status), job_id)
   redis.call('ZADD', key('index', to_status), score, job_id)
-  observe_move(from_status, to_status, score)
+  return observe_move(from_status, to_status, score)
 end
 
 -- Push the job's message to `list`, and note where and when (server time) in the record
@@ -76,8 +76,8 @@ local function finish(from_status, to_status, now, ttl)
     redis.call('DEL', key('unique', unique))
   end
   redis.call('EXPIRE', job, ttl)
-  move(from_status, to_status, now)
-  observe_finish(from_status, to_status, now, ttl)
+  local task, started = move(from_status, to_status, now)
+  observe_finish(from_status, to_status, now, ttl, task, started)
   local index = key('index', to_status)
   redis.call('ZREMRANGEBYSCORE', index, '-inf', tonumber(now) - ttl)
   if redis.call('TTL', index) < ttl then redis.call('EXPIRE', index, ttl) end

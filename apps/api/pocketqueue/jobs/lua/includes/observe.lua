@@ -9,7 +9,8 @@
 -- - counters and histograms (`metrics:<host>` hashes): one field per task, queue and host;
 --   a host's hash is dropped a week after its last write (observe/metrics.py);
 -- - per-minute outcome counts (`stats:<minute>`) expire after 20 minutes, and the recent
---   run times per task (`runtimes:<task>`) are trimmed to the last 1000 and expire.
+--   run times per task (`runtimes:<task>`) are trimmed to the last 1000 once they pass
+--   1100, and expire a week after the last trim.
 
 local EVENTS_MAXLEN, JOB_EVENTS_MAXLEN, RUNTIMES_KEPT = 10000, 1000, 1000
 local BUCKETS = {__HISTOGRAM_BUCKETS__}
@@ -32,21 +33,27 @@ local function list_job(status, created)
 end
 
 -- Counters live in one hash per host (the worker, or '' for the API), fields
--- `metric\ttask\tqueue`; `metrics` lists the hosts by their last write.
+-- `metric\ttask\tqueue`; `metrics` lists the hosts by their last write, noted once per
+-- transition (`touch`), with the transition's own time.
 local function count(host, field, by)
   redis.call('HINCRBY', key('metrics', host), field, by or 1)
-  redis.call('ZADD', key('metrics'), server_time(), host)
+end
+
+local function touch(host, now)
+  redis.call('ZADD', key('metrics'), now, host)
 end
 
 -- One observation of a histogram (seconds): its bucket (not cumulative: the exposition
--- adds them up) and its sum. Bucket #BUCKETS + 1 is +Inf.
+-- adds them up) and its sum, in whole microseconds (HINCRBY: HINCRBYFLOAT's long-double
+-- parsing and printing cost more than the rest of the observation). Bucket #BUCKETS + 1
+-- is +Inf.
 local function observe_seconds(host, name, labels, seconds)
   local bucket = #BUCKETS + 1
   for i, bound in ipairs(BUCKETS) do
     if seconds <= bound then bucket = i break end
   end
   redis.call('HINCRBY', key('metrics', host), name .. '_bucket\t' .. labels .. '\t' .. bucket, 1)
-  redis.call('HINCRBYFLOAT', key('metrics', host), name .. '_sum\t' .. labels, seconds)
+  redis.call('HINCRBY', key('metrics', host), name .. '_sum\t' .. labels, math.floor(seconds * 1000000 + 0.5))
 end
 
 -- One event: an entry of the global stream, whose id (what SSE clients send back as
@@ -59,19 +66,22 @@ local function emit(...)
   local given, fields = {...}, {job = job_id}
   for i = 1, #given, 2 do fields[given[i]] = given[i + 1] end
   local own = key('events', job_id)
-  redis.call('RPUSH', own, id .. ' ' .. cjson.encode(fields))
-  redis.call('LTRIM', own, -JOB_EVENTS_MAXLEN, -1)
+  if redis.call('RPUSH', own, id .. ' ' .. cjson.encode(fields)) > JOB_EVENTS_MAXLEN then
+    redis.call('LTRIM', own, -JOB_EVENTS_MAXLEN, -1)
+  end
 end
 
--- What each status reached counts as, in celery-exporter's names.
+-- What each status reached counts as, in celery-exporter's names (`started` is also
+-- celery_task_received: PocketQueue claims a message as it starts its job).
 local COUNTED = {processing = 'started', retrying = 'retried', completed = 'succeeded', partial = 'succeeded',
   failed = 'failed', cancelled = 'revoked'}
 
 -- A status change: the status index, the event, and the counters. `now` is the caller's
--- timestamp (the same one the record gets).
+-- timestamp (the same one the record gets). Returns the job's task and start time, for
+-- observe_finish.
 local function observe_move(from_status, to_status, now)
-  local task, queue, host, created, started, attempts, progress, step, error = unpack(redis.call('HMGET', job,
-    'task', 'queue', 'worker', 'created_at', 'started_at', 'attempts', 'progress', 'step', 'error'))
+  local task, queue, host, created, started, attempts, progress, step = unpack(redis.call('HMGET', job,
+    'task', 'queue', 'worker', 'created_at', 'started_at', 'attempts', 'progress', 'step'))
   queue, host = queue or '', host or ''
   if created then
     redis.call('ZREM', listed('status', from_status), job_id)
@@ -80,35 +90,42 @@ local function observe_move(from_status, to_status, now)
   if to_status == 'queued' and from_status == 'scheduled' then host = '' end  -- the janitor's promotion
   local fields = {'type', 'status', 'status', to_status, 'task', task or '', 'attempt', attempts or '0',
     'progress', progress or '0', 'step', step or '', 'at', now}
-  if error and (to_status == 'retrying' or to_status == 'failed') then
+  local error = (to_status == 'retrying' or to_status == 'failed') and redis.call('HGET', job, 'error')
+  if error then
     fields[#fields + 1] = 'error'
     fields[#fields + 1] = error
   end
   emit(unpack(fields))
   local labels = (task or '') .. '\t' .. queue
   local counted = COUNTED[to_status]
-  if counted == 'started' then count(host, 'received\t' .. labels) end
-  if counted then count(host, counted .. '\t' .. labels) end
+  if counted then
+    count(host, counted .. '\t' .. labels)
+    touch(host, now)
+  end
   if from_status == 'processing' and started and to_status ~= 'queued' then
     observe_seconds(host, 'runtime', labels, math.max(0, tonumber(now) - tonumber(started)))
   end
+  return task, started
 end
 
 -- A job ended: its listing entries are reaped just before the record expires, its event
 -- stream expires with it, and the minute's outcome count and the task's recent run times
 -- go up.
-local function observe_finish(from_status, to_status, now, ttl)
+-- `task` and `started` as observe_move read them. Each trim and expiry is paid only when
+-- due: a minute's bucket gets its TTL with its first count, a task's run times are cut
+-- back to the last 1000 (and their TTL renewed) once 100 more have come.
+local function observe_finish(from_status, to_status, now, ttl, task, started)
   redis.call('ZADD', listed('expiring'), tonumber(now) + ttl, job_id)
   redis.call('EXPIRE', key('events', job_id), ttl)
-  local bucket = key('stats', math.floor(server_time() / 60))
-  redis.call('HINCRBY', bucket, to_status, 1)
-  redis.call('EXPIRE', bucket, 1200)
-  local task, started = unpack(redis.call('HMGET', job, 'task', 'started_at'))
+  local bucket = key('stats', math.floor(tonumber(now) / 60))
+  if redis.call('HINCRBY', bucket, to_status, 1) == 1 then redis.call('EXPIRE', bucket, 1200) end
   if from_status == 'processing' and started then
     local runtimes = key('runtimes', task)
-    redis.call('LPUSH', runtimes, string.format('%.6f', math.max(0, tonumber(now) - tonumber(started))))
-    redis.call('LTRIM', runtimes, 0, RUNTIMES_KEPT - 1)
-    redis.call('EXPIRE', runtimes, WEEK)
+    local kept = redis.call('LPUSH', runtimes, string.format('%.6f', math.max(0, tonumber(now) - tonumber(started))))
+    if kept == 1 or kept > RUNTIMES_KEPT + 99 then
+      redis.call('LTRIM', runtimes, 0, RUNTIMES_KEPT - 1)
+      redis.call('EXPIRE', runtimes, WEEK)
+    end
   end
 end
 
