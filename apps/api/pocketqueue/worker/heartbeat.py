@@ -72,18 +72,22 @@ def describe(name: str, settings: Settings, now: float) -> dict[str, Any]:
     }
 
 
-def running_jobs() -> list[dict[str, Any]]:
-    """The jobs this worker's pool runs now: Celery's WeakSet, read from another thread."""
+def active_requests() -> list[Any]:
+    """The requests this worker's pool runs now: Celery's WeakSet, read from another thread."""
     from celery.worker import state
 
     for _ in range(50):
         try:
-            requests = list(state.active_requests)
+            return list(state.active_requests)
         except RuntimeError:  # the main thread changed the set while we read it; read again
             continue
-        jobs = [{"job_id": r.id, "task": r.name, "started_at": r.time_start} for r in requests]
-        return sorted(jobs, key=lambda job: job["started_at"] or 0)
     return []
+
+
+def running_jobs() -> list[dict[str, Any]]:
+    """The jobs this worker's pool runs now, oldest first."""
+    jobs = [{"job_id": r.id, "task": r.name, "started_at": r.time_start} for r in active_requests()]
+    return sorted(jobs, key=lambda job: job["started_at"] or 0)
 
 
 def _note_ready(sender: Any = None, **_: Any) -> None:

@@ -45,6 +45,7 @@ from redis.exceptions import RedisError
 
 from pocketqueue.jobs.models import JobError
 from pocketqueue.observe.celery_events import announce_failed
+from pocketqueue.worker.heartbeat import active_requests
 from pocketqueue.worker.janitor import Janitor
 from pocketqueue.worker.tasks import CLAIM_TOKEN, JobTask, retry_redis
 
@@ -135,18 +136,10 @@ def _issue_claim_token(request: Any = None, **_: Any) -> None:
 
 
 def _running_claims() -> list[tuple[str, str]]:
-    """(job id, claim token) of each attempt this worker runs (Celery's WeakSet, read from another thread)."""
-    from celery.worker import state
-
-    for _ in range(50):
-        try:
-            requests = list(state.active_requests)
-        except RuntimeError:  # the main thread changed the set while we read it; read again
-            continue
-        # A request without a token came some other way; its job is recovered like a crash.
-        claims = [(request.id, request.request_dict.get(CLAIM_TOKEN)) for request in requests]
-        return [(job_id, token) for job_id, token in claims if token]
-    return []
+    """(job id, claim token) of each attempt this worker runs."""
+    # A request without a token came some other way; its job is recovered like a crash.
+    claims = [(request.id, request.request_dict.get(CLAIM_TOKEN)) for request in active_requests()]
+    return [(job_id, token) for job_id, token in claims if token]
 
 
 def _record_hard_time_limit(sender: Any = None, task_id: str = "", exception: Any = None, **_: Any) -> None:
