@@ -299,8 +299,10 @@ class Scene:
 
     def memory(self) -> dict[str, int]:
         figures = {"used_memory": int(self.redis.info("memory")["used_memory"]), "keys": int(self.redis.dbsize())}
-        for part in (("all",), ("ids",), ("status", "queued"), ("task", "book.ocr"), ("tag", "tenant:acme")):
-            index = self.keys.listed(*part).replace("tenant:", "tenant=")
+        listed = [
+            self.keys.listed(*part) for part in (("all",), ("ids",), ("task", "book.ocr"), ("tag", "tenant=acme"))
+        ]
+        for index in [*listed, self.keys.index("queued")]:
             figures[index.removeprefix(f"{self.tag}:")] = int(self.redis.memory_usage(index) or 0)
             figures[f"{index.removeprefix(f'{self.tag}:')} entries"] = int(self.redis.zcard(index))
         return figures

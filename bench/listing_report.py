@@ -39,8 +39,8 @@ def commands_text(timed: Timed) -> str:
 def fill_lines(results: list[SizeResult]) -> list[str]:
     lines = [
         "| records | cancelled | fill s (from the previous size) | records/s | used_memory | keys | "
-        "list:all (entries, MEMORY USAGE) | list:ids | list:status:queued | list:task:book.ocr "
-        "| list:tag:tenant=acme |",
+        "list:all (entries, MEMORY USAGE) | list:ids | list:task:book.ocr | list:tag:tenant=acme "
+        "| index:queued |",
         "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     previous = 0
@@ -48,8 +48,8 @@ def fill_lines(results: list[SizeResult]) -> list[str]:
         memory = result.memory
         rate = (result.records - previous) / result.fill_seconds if result.fill_seconds else 0
         indexes = " | ".join(
-            f"{memory[f'list:{name} entries']:,}, {memory[f'list:{name}'] / 1024**2:,.1f} MiB"
-            for name in ("all", "ids", "status:queued", "task:book.ocr", "tag:tenant=acme")
+            f"{memory[f'{name} entries']:,}, {memory[name] / 1024**2:,.1f} MiB"
+            for name in ("list:all", "list:ids", "list:task:book.ocr", "list:tag:tenant=acme", "index:queued")
         )
         lines.append(
             f"| {result.records:,} | {result.cancelled:,} | {result.fill_seconds:,.0f} | {rate:,.0f} "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -245,9 +246,11 @@ async def test_between_attempts_the_job_is_retrying_in_the_schedule_with_a_jitte
     assert run_at is not None
     keys = Keys(settings.queue_key_prefix)
     due = sync_redis.zscore(keys.schedule, job["job_id"])
-    failed_at = sync_redis.zscore(keys.index("retrying"), job["job_id"])  # the worker's clock, before the script
+    # When the attempt failed, by the worker's clock (read before the script ran): the
+    # `at` of the job's retrying event.
+    events = [json.loads(line.split(" ", 1)[1]) for line in sync_redis.lrange(keys.events(job["job_id"]), 0, -1)]
+    failed_at = next(float(event["at"]) for event in events if event["status"] == "retrying")
     assert due is not None
-    assert failed_at is not None
     # QUEUE_RETRY_DELAYS[0] = 3 s, +-20% jitter, counted from a moment between the two.
     assert failed_at + 3 * 0.8 <= due <= seen_at + 3 * 1.2
 

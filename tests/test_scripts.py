@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import redis
 
@@ -22,3 +24,52 @@ def test_each_script_compiles_in_redis_with_its_includes_expanded(name: str, syn
     assert source.startswith(f"-- {name}.lua\n-- ARGV:")  # the header says what it takes
     sha = sync_redis.script_load(source)  # raises on a syntax error
     assert sync_redis.script_exists(sha) == [True]
+
+
+# What Redis's Lua offers without a definition: a name outside these, called, must be
+# defined in the script (a helper the loader left out would fail only when that line runs).
+LUA_GLOBALS = {
+    "redis",
+    "cjson",
+    "cmsgpack",
+    "bit",
+    "struct",
+    "string",
+    "table",
+    "math",
+    "tonumber",
+    "tostring",
+    "unpack",
+    "ipairs",
+    "pairs",
+    "type",
+    "pcall",
+    "error",
+    "next",
+    "select",
+    "assert",
+    "rawget",
+    "rawset",
+}
+_CALLED = re.compile(r"(?<![.:\w])([A-Za-z_]\w*)\s*\(")
+_DEFINED = re.compile(
+    r"^\s*local function (\w+)|^\s*local ([\w, ]+?) =|\bfunction\s*\(([^)]*)\)|^\s*for ([\w, ]+) in", re.M
+)
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_each_script_defines_every_helper_it_calls(name: str) -> None:
+    source = re.sub(r"--[^\n]*", "", scripts.load(name))
+    source = re.sub(r"'[^'\n]*'", "''", source)  # a call-like word inside a string is not a call
+    defined = {part.strip() for match in _DEFINED.findall(source) for group in match for part in group.split(",")}
+    called = set(_CALLED.findall(source)) - {"function", "if", "and", "or", "not", "return", "local", "end"}
+    assert called - defined - LUA_GLOBALS == set()
+
+
+def test_a_script_carries_only_the_helpers_it_uses() -> None:
+    # Lua builds every helper of a script on each call: create.lua moves no job between
+    # statuses, so it must not pay for the helpers that do.
+    defined = set(re.findall(r"^local function (\w+)", scripts.CREATE, re.M))
+    assert {"list_job", "emit", "publish"} <= defined
+    assert defined.isdisjoint({"move", "observe_move", "finish", "observe_finish", "hold_lease"})
+    assert "local function finish(" in scripts.FINISH

@@ -30,3 +30,16 @@ async def test_a_record_of_a_newer_format_is_handed_back_not_run(
     sync_redis.hset(key.job(job.job_id), "v", RECORD_FORMAT)  # a worker of that version arrives
     wait_until(lambda: read(sync_redis, settings, job.job_id)["status"] == "completed", timeout=20)
     assert read(sync_redis, settings, job.job_id)["attempts"] == "1"
+
+
+def test_keys_an_earlier_version_kept_are_dropped_by_the_leading_janitor(
+    redis_url: str, start_worker: StartWorker, sync_redis: redis.Redis
+) -> None:
+    # The status listing's own sets (before the status indexes served it) are read and
+    # reaped by no one now: the first janitor to lead deletes them.
+    settings = private_settings(redis_url)
+    retired = [Keys(settings.queue_key_prefix).listed("status", status) for status in ("queued", "completed")]
+    for name in retired:
+        sync_redis.zadd(name, {"some-old-job": 1.0})
+    start_worker(settings)
+    wait_until(lambda: sync_redis.exists(*retired) == 0, timeout=20)

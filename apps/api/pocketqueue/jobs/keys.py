@@ -24,14 +24,15 @@ class Keys:
         return f"{self.prefix}:lease:{job_id}"
 
     def index(self, status: str) -> str:
-        # Sorted set of job ids by time, one per status. Entries move on every
-        # transition; finished ones are trimmed by age and the key itself has a TTL.
+        # Sorted set of job ids by creation time, one per status (also the listing's status
+        # filter). Entries move on every transition; a finished job's entry leaves with its
+        # record (reap.lua), and the key itself lives as long as its newest record.
         return f"{self.prefix}:index:{status}"
 
     @property
     def dead_letter(self) -> str:
-        # The dead-letter set is the `failed` index: every failed job is in it, by time,
-        # until re-driven or expired (QUEUE_DEAD_LETTER_TTL_SECONDS; trimmed like any index).
+        # The dead-letter set is the `failed` index: every failed job is in it, by creation
+        # time, until re-driven or expired (QUEUE_DEAD_LETTER_TTL_SECONDS; reaped like any index).
         return self.index("failed")
 
     @property
@@ -104,7 +105,7 @@ class Keys:
     # says how each is bounded; pocketqueue/observe/ reads them).
 
     def listed(self, *parts: str) -> str:
-        # Sorted sets of job ids by creation time: `list:all`, `list:status:<status>`,
+        # Sorted sets of job ids by creation time: `list:all` (by status: `index`),
         # `list:task:<task>`, `list:tag:<name>=<value>`; `list:ids` (all scores 0, by id for
         # prefix search); `list:expiring` (finished jobs by record expiry, for reap.lua).
         return ":".join((self.prefix, "list", *parts))

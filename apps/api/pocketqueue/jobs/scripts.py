@@ -29,19 +29,71 @@ _INCLUDE = re.compile(r'^--- @include "([a-z_]+)"$', re.MULTILINE)
 
 @cache
 def load(name: str) -> str:
-    """The script `lua/<name>.lua`, its includes expanded (each once, where first named)."""
+    """The script `lua/<name>.lua` with its includes expanded (each once, where first named),
+    keeping only the helpers it uses (see `_used_blocks`)."""
+    script = (LUA_DIR / f"{name}.lua").read_text()
+    first = _INCLUDE.search(script)
+    split = first.start() if first else len(script)
+    header, body = script[:split], _INCLUDE.sub("", script[split:])
+    blocks: list[str] = []
     seen: set[str] = set()
 
-    def expand(match: re.Match[str]) -> str:
-        include = match.group(1)
+    def expand(include: str) -> None:
         if include in seen:
-            return ""
+            return
         seen.add(include)
-        return _INCLUDE.sub(expand, (LUA_DIR / "includes" / f"{include}.lua").read_text())
+        for block in re.split(r"\n\s*\n", (LUA_DIR / "includes" / f"{include}.lua").read_text()):
+            nested = _INCLUDE.findall(block)
+            if nested and _INCLUDE.sub("", block).strip():
+                raise ValueError(f"includes/{include}.lua: an @include line must be a block of its own")
+            if nested:
+                expand(nested[0])
+            else:
+                blocks.append(block.strip("\n"))
 
-    source = _INCLUDE.sub(expand, (LUA_DIR / f"{name}.lua").read_text())
-    source = source.replace("__HISTOGRAM_BUCKETS__", ", ".join(repr(bound) for bound in HISTOGRAM_BUCKETS))
+    for include in _INCLUDE.findall(script):
+        expand(include)
+    source = "\n\n".join([header.rstrip(), *_used_blocks(blocks, body), body.strip(), ""])
+    source = source.replace("__BUCKET_OF__", _bucket_of())
     return source.replace("__RECORD_FORMAT__", str(RECORD_FORMAT))
+
+
+# A top-level Lua definition: `local function name(` or `local a, b = ...`.
+_DEFINES = re.compile(r"^local (?:function (\w+)|([\w, ]+?) =)", re.MULTILINE)
+_COMMENT = re.compile(r"--[^\n]*")
+
+
+def _used_blocks(blocks: list[str], body: str) -> list[str]:
+    """The library blocks `body` needs, directly or through other blocks, in their order.
+
+    Lua runs every top-level statement of a script on each call: each `local function`
+    builds a closure, each table constructor a table. With the whole library in every
+    script, that was a third of the cost of a transition; so a block (a definition and its
+    comment, blank lines around it) is kept only if a name it defines is used. A block
+    that defines nothing (a comment) is dropped.
+    """
+    defined = []
+    for block in blocks:
+        names = set()
+        for function, variables in _DEFINES.findall(block):
+            names.update([function] if function else [v.strip() for v in variables.split(",")])
+        defined.append(names)
+    words = set(re.findall(r"\w+", _COMMENT.sub("", body)))
+    keep = [False] * len(blocks)
+    changed = True
+    while changed:
+        changed = False
+        for i, block in enumerate(blocks):
+            if not keep[i] and defined[i] & words:
+                keep[i] = changed = True
+                words |= set(re.findall(r"\w+", _COMMENT.sub("", block)))
+    return [block for block, kept in zip(blocks, keep, strict=True) if kept]
+
+
+def _bucket_of() -> str:
+    """The body of observe.lua's bucket_of: one comparison per bound, then +Inf."""
+    lines = [f"if seconds <= {bound!r} then return '{i}' end" for i, bound in enumerate(HISTOGRAM_BUCKETS, 1)]
+    return "\n  ".join([*lines, f"return '{len(HISTOGRAM_BUCKETS) + 1}'"])
 
 
 CREATE = load("create")

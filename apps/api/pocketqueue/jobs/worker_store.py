@@ -284,6 +284,15 @@ class WorkerJobStore:
         reaped: int = self._reap(args=[self.keys.prefix, "", lead_seconds, most])
         return reaped
 
+    def drop_retired_keys(self) -> None:
+        """Delete the keys an earlier version kept and this one neither writes nor reads.
+
+        The status listing had its own sorted sets (`list:status:<status>`) until the status
+        indexes were scored by creation time and served it: left alone, they would never
+        be reaped or expire.
+        """
+        self.redis.delete(*(self.keys.listed("status", status.value) for status in JobStatus))
+
     def retire_worker(self, name: str) -> None:
         """Leave the registry at once (a clean stop), rather than a heartbeat's TTL later."""
         with self.redis.pipeline(transaction=True) as pipe:

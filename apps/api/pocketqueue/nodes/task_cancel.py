@@ -23,7 +23,7 @@ class TaskCancelNode(AsyncNode):  # type: ignore[misc]
     no worker is online: a worker that later receives the message sees "cancelled" and
     drops it, and a scheduled job leaves the schedule. A running job is also stopped: its worker is told to terminate it
     (Celery revoke), and its heartbeat sees the cancel within a third of a lease anyway.
-    Celery's tools are told too: a `task-revoked` event (QUEUE_TASK_EVENTS), since a job
+    Celery's tools are told too: a `task-revoked` event, since a job
     cancelled before it ran never reaches a worker that would send one.
     Sets `shared["job"]` to the record after the attempt.
     """

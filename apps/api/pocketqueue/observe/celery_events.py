@@ -6,7 +6,9 @@ quarantine by a worker's main process, a job failed for want of a worker with it
 These send the event Celery would have, by the job's id, so Flower and `celery events`
 never keep showing STARTED for a job whose worker died. They are a courtesy to Celery's
 tools: the record is the truth, so an event that cannot be sent is logged, never raised.
-Sent only when task events are on (QUEUE_TASK_EVENTS, the app's `worker_send_task_events`).
+Sent whether or not task events are on: they are rare (no job pays for them), and one
+sending process cannot know whether a watcher turned the workers' events on since
+(Flower does, every 5 s).
 """
 
 from __future__ import annotations
@@ -27,8 +29,6 @@ API_HOST = f"pocketqueue-api@{socket.gethostname()}"
 
 def announce(celery: Celery, event: str, job_id: str, task: str, hostname: str | None, **fields: Any) -> None:
     """Send one task event (`task-failed`, ...) as `hostname` (default: the API's)."""
-    if not celery.conf.worker_send_task_events:
-        return
     try:
         with celery.events.default_dispatcher(hostname=hostname or API_HOST) as dispatcher:
             # `name` too: a job that no worker received is otherwise nameless to Flower.

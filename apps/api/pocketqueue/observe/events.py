@@ -88,6 +88,9 @@ class JobEvent:
 
     @classmethod
     def of(cls, entry_id: str, fields: dict[str, str]) -> JobEvent:
+        """An event from its fields, or from a global stream entry (one field, `event`, the JSON of them)."""
+        if "event" in fields:
+            fields = json.loads(fields["event"])
         error = fields.get("error")
         data = JobEventData(
             job_id=fields.get("job", ""),

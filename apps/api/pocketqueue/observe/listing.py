@@ -1,8 +1,9 @@
 """Listing and search: jobs by status, task, tags, time and key, newest first, by cursor.
 
-Served from the listing indexes the transition scripts keep (`list:*`, sorted sets by
-creation time; lua/includes/observe.lua), never by scanning keys. A query walks ONE index
-(the smallest that its filters name: a tag's, the task's, the statuses', or all jobs),
+Served from the indexes the transition scripts keep (`list:*` and the status indexes
+`index:<status>`, sorted sets by creation time; lua/includes/observe.lua and job.lua),
+never by scanning keys. A query walks ONE index (the smallest that its filters name: a
+tag's, the task's, the statuses', or all jobs),
 newest first, and checks each entry's record against the other filters, a batch at a
 time. So a page costs O(entries walked), and a query whose filters match little of that
 index is bounded by `SCAN_BUDGET`: it answers with what it found and a cursor to carry on.
@@ -104,7 +105,7 @@ async def _driving_indexes(redis: Redis, keys: Keys, query: JobQuery) -> list[st
     if query.task is not None:
         options.append([keys.listed("task", query.task)])
     if query.statuses:
-        options.append([keys.listed("status", status.value) for status in dict.fromkeys(query.statuses)])
+        options.append([keys.index(status.value) for status in dict.fromkeys(query.statuses)])
     if not options:
         return [keys.listed("all")]
     async with redis.pipeline(transaction=False) as pipe:

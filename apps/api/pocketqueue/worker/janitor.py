@@ -94,6 +94,7 @@ class Janitor:
         if not was_leading:
             log.info("janitor: %s leads (publishes due jobs, recovers lost ones)", self.worker_name)
             self.recover_orphans(full_scan=True)  # running jobs claimed before the leases set existed
+            store.drop_retired_keys()  # what an earlier version wrote and none reads now
         self.publish_due(store.server_time())  # due times are compared by Redis's clock
         self.reap()
         if now >= self._next_sweep:

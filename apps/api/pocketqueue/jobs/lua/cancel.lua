@@ -9,7 +9,7 @@
 local status, ttl, token, from = unpack(redis.call('HMGET', job, 'status', 'ttl', 'cancel_token', 'cancelled_from'))
 if not status then return {'missing', {}} end
 if status == 'cancelled' and token == ARGV[4] then return {from, redis.call('HGETALL', job)} end
-if ACTIVE[status] then
+if active(status) then
   redis.call('HSET', job, 'status', 'cancelled', 'finished_at', ARGV[3], 'cancel_token', ARGV[4], 'cancelled_from', status)
   redis.call('HDEL', job, 'run_at')
   finish(status, 'cancelled', ARGV[3], tonumber(ttl) or 86400)

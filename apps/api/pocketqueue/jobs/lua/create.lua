@@ -28,13 +28,15 @@ if idem_key ~= '' then
 end
 if unique_key ~= '' then
   local held_id = redis.call('GET', key('unique', unique_key))
-  if held_id and ACTIVE[redis.call('HGET', key('job', held_id), 'status')] then return {'unique', held_id} end
+  if held_id and active(redis.call('HGET', key('job', held_id), 'status')) then return {'unique', held_id} end
   redis.call('SET', key('unique', unique_key), job_id)
 end
 if idem_key ~= '' then
   redis.call('SET', key('idempotency', idem_key), job_id .. ' ' .. fingerprint, 'EX', ARGV[9])
 end
 redis.call('HSET', job, unpack(ARGV, 11))
+local rec = {}
+for i = 11, #ARGV, 2 do rec[ARGV[i]] = ARGV[i + 1] end
 local status = 'queued'
 if ARGV[6] ~= '' then
   status = 'scheduled'
@@ -43,9 +45,9 @@ else
   publish(ARGV[5], ARGV[4])
 end
 redis.call('ZADD', key('index', status), now, job_id)
-list_job(status, now)
-local task, queue = unpack(redis.call('HMGET', job, 'task', 'queue'))
-emit('type', 'status', 'status', status, 'task', task, 'attempt', '0', 'progress', '0', 'step', '', 'at', now)
-count('', 'sent\t' .. task .. '\t' .. (queue or ''))
+list_job(now, rec)
+emit({job = job_id, type = 'status', status = status, task = rec.task, attempt = '0', progress = '0', step = '',
+  at = now})
+count('', 'sent\t' .. rec.task .. '\t' .. (rec.queue or ''))
 touch('', now)
 return {'created', job_id}

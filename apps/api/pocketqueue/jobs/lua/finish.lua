@@ -11,8 +11,9 @@
 
 --- @include "job"
 
-local status, attempts, worker, ttl, claim, started_at = unpack(
-  redis.call('HMGET', job, 'status', 'attempts', 'worker', 'ttl', 'claim', 'started_at'))
+local rec = read({'status', 'attempts', 'worker', 'ttl', 'claim', 'started_at', 'task', 'queue', 'created_at',
+  'progress', 'step', 'error', 'published_to', 'unique_key'})
+local status, attempts, worker, started_at = rec.status, rec.attempts, rec.worker, rec.started_at
 if not status then return 'missing' end
 local from_status = 'processing'
 if status == 'queued' and ARGV[3] == '*' and ARGV[4] == '' then
@@ -20,14 +21,15 @@ if status == 'queued' and ARGV[3] == '*' and ARGV[4] == '' then
 elseif status ~= 'processing' or (ARGV[3] == '*' and ARGV[4] == '') then
   return status
 end
-if ARGV[3] ~= '*' and claim ~= ARGV[3] then return 'superseded' end
+if ARGV[3] ~= '*' and rec.claim ~= ARGV[3] then return 'superseded' end
 if ARGV[4] ~= '' and worker ~= ARGV[4] then return 'superseded' end
 if ARGV[8] ~= '' and from_status == 'processing' and tonumber(started_at) > tonumber(ARGV[8]) then
   return 'superseded'
 end
 redis.call('HSET', job, 'status', ARGV[5], 'finished_at', ARGV[6], unpack(ARGV, 9))
+for i = 9, #ARGV, 2 do rec[ARGV[i]] = ARGV[i + 1] end  -- what was just written (progress, error, ...)
 if ARGV[5] == 'failed' and from_status == 'processing' then
-  redis.call('HSET', job, 'error:' .. attempts, redis.call('HGET', job, 'error'))  -- kept with every attempt's error
+  redis.call('HSET', job, 'error:' .. attempts, rec.error)  -- kept with every attempt's error
 end
-finish(from_status, ARGV[5], ARGV[6], tonumber(ARGV[7]) or tonumber(ttl) or 86400)
+finish(from_status, ARGV[5], ARGV[6], tonumber(ARGV[7]) or tonumber(rec.ttl) or 86400, rec)
 return 'ok'

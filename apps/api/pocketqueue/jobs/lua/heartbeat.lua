@@ -23,7 +23,7 @@ if ARGV[6] ~= '' and ARGV[6] ~= step then
   step, changed = ARGV[6], true
 end
 if changed then  -- an event only for a change: a heartbeat that only renews the lease is silent
-  emit('type', 'progress', 'status', 'processing', 'task', task, 'attempt', attempt or '0', 'progress',
-    progress or '0', 'step', step or '', 'at', string.format('%.6f', server_time()))
+  emit({job = job_id, type = 'progress', status = 'processing', task = task, attempt = attempt or '0',
+    progress = progress or '0', step = step or '', at = string.format('%.6f', server_time())})
 end
 return status

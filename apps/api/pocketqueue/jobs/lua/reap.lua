@@ -14,28 +14,28 @@
 
 local now = server_time()
 local lead = tonumber(ARGV[3])
-local expiring = listed('expiring')
+local expiring = key('list', 'expiring')
 local STATUSES = {'scheduled', 'queued', 'processing', 'retrying', 'completed', 'partial', 'failed', 'cancelled'}
 local due = redis.call('ZRANGEBYSCORE', expiring, '-inf', now + lead, 'LIMIT', 0, tonumber(ARGV[4]))
 for _, id in ipairs(due) do
   job_id, job = id, key('job', id)
   local status, task, tags = unpack(redis.call('HMGET', job, 'status', 'task', 'tags'))
   local left = redis.call('PTTL', job)
-  if status and ACTIVE[status] then
+  if status and active(status) then
     redis.call('ZREM', expiring, id)
   elseif left > lead * 1000 then
     redis.call('ZADD', expiring, now + left / 1000, id)
   else
-    redis.call('ZREM', listed('all'), id)
-    redis.call('ZREM', listed('ids'), id)
+    redis.call('ZREM', key('list', 'all'), id)
+    redis.call('ZREM', key('list', 'ids'), id)
     if status then
-      redis.call('ZREM', listed('status', status), id)
-      redis.call('ZREM', listed('task', task), id)
+      redis.call('ZREM', key('index', status), id)
+      redis.call('ZREM', key('list', 'task', task), id)
       if tags then
-        for name, value in pairs(cjson.decode(tags)) do redis.call('ZREM', listed('tag', name .. '=' .. value), id) end
+        for name, value in pairs(cjson.decode(tags)) do redis.call('ZREM', key('list', 'tag', name .. '=' .. value), id) end
       end
     else
-      for _, each in ipairs(STATUSES) do redis.call('ZREM', listed('status', each), id) end
+      for _, each in ipairs(STATUSES) do redis.call('ZREM', key('index', each), id) end
     end
     redis.call('ZREM', expiring, id)
   end

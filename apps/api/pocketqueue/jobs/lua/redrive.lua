@@ -13,7 +13,7 @@ if status ~= 'failed' then return status or 'missing' end
 local unique = redis.call('HGET', job, 'unique_key')
 if unique then
   local held_id = redis.call('GET', key('unique', unique))
-  if held_id and held_id ~= job_id and ACTIVE[redis.call('HGET', key('job', held_id), 'status')] then
+  if held_id and held_id ~= job_id and active(redis.call('HGET', key('job', held_id), 'status')) then
     return 'unique:' .. held_id
   end
   redis.call('SET', key('unique', unique), job_id)
@@ -25,6 +25,8 @@ redis.call('HDEL', job, 'error', 'result', 'partial_errors', 'started_at', 'fini
   'deliveries', 'last_delivery')
 redis.call('HSET', job, 'attempts', '0', 'progress', '0', 'redrive_token', ARGV[6])
 redis.call('PERSIST', job)
-observe_revive()
+-- Active again: it stays listed, and its events stay (see observe.lua).
+redis.call('ZREM', key('list', 'expiring'), job_id)
+redis.call('PERSIST', key('events', job_id))
 requeue('failed', ARGV[3], ARGV[5], ARGV[4])
 return 'ok'

@@ -15,12 +15,13 @@
 
 --- @include "job"
 
-local status, max_retries, claim, attempts, format =
-  unpack(redis.call('HMGET', job, 'status', 'max_retries', 'claim', 'attempts', 'v'))
+local rec = read({'status', 'max_retries', 'claim', 'attempts', 'v', 'published_to', 'published_at', 'ttl', 'task',
+  'queue', 'created_at'})
+local status, max_retries = rec.status, rec.max_retries
 if not status then return {'missing'} end
-if (tonumber(format) or 1) > FORMAT then return {'newer'} end
+if (tonumber(rec.v) or 1) > FORMAT then return {'newer'} end
 if status == 'processing' then
-  if claim == ARGV[6] then return {'started', tonumber(attempts), tonumber(max_retries) or 0} end
+  if rec.claim == ARGV[6] then return {'started', tonumber(rec.attempts), tonumber(max_retries) or 0} end
   if redis.call('EXISTS', key('lease', job_id)) == 1 then return {'running'} end
   return {'orphaned'}
 end
@@ -30,21 +31,23 @@ local attempt = redis.call('HINCRBY', job, 'attempts', 1)
 -- Lists are first in, first out, so a job still queued that was published before it has
 -- lost its message (see republish.lua).
 -- It expires when no job has started for a record's lifetime (it is set again by the next).
-local list, published_at, ttl = unpack(redis.call('HMGET', job, 'published_to', 'published_at', 'ttl'))
+local list, published_at = rec.published_to, rec.published_at
 if list then
   local mark = redis.call('HGET', key('watermark'), list)
   if not mark or tonumber(published_at) > tonumber(mark) then
     redis.call('HSET', key('watermark'), list, published_at)
   end
-  redis.call('EXPIRE', key('watermark'), tonumber(ttl) or 86400)
+  redis.call('EXPIRE', key('watermark'), rec.ttl or '86400')
 end
-local task, queue, created = unpack(redis.call('HMGET', job, 'task', 'queue', 'created_at'))
-local waited = tonumber(ARGV[3]) - tonumber(published_at or created or ARGV[3])
-observe_seconds(ARGV[4], 'queue_wait', task .. '\t' .. (queue or ''), math.max(0, waited))
-unpublish()
+local waited = tonumber(ARGV[3]) - tonumber(published_at or rec.created_at or ARGV[3])
+observe_seconds(ARGV[4], 'queue_wait', rec.task .. '\t' .. (rec.queue or ''), math.max(0, waited))
+unpublish(list)
 redis.call('HSET', job, 'status', 'processing', 'started_at', ARGV[3], 'worker', ARGV[4], 'claim', ARGV[6],
   'progress', '0')
 redis.call('HDEL', job, 'run_at', 'deliveries', 'last_delivery', 'unknown_since', 'error', 'step')
 hold_lease(ARGV[4], ARGV[5])
-move('queued', 'processing', ARGV[3])
+-- What observe_move needs, as just written.
+rec.started_at, rec.worker, rec.attempts, rec.progress, rec.step, rec.error = ARGV[3], ARGV[4], tostring(attempt), '0',
+  false, false
+move('queued', 'processing', ARGV[3], rec)
 return {'started', attempt, tonumber(max_retries) or 0}

@@ -1,10 +1,25 @@
 -- includes/job.lua: the helpers every transition script shares (see scripts.py for how they are included).
 -- ARGV[1] is the key prefix and ARGV[2] the job id in every script; keys are named from
 -- them the way pocketqueue/jobs/keys.py names them.
+-- Each top-level definition is a block of its own (blank lines between): the loader keeps
+-- only the blocks a script uses, since Lua builds every helper anew on each call.
 local prefix, job_id = ARGV[1], ARGV[2]
-local function key(...) return prefix .. ':' .. table.concat({...}, ':') end
+
+-- A key's name from up to three parts, by plain concatenation: building a table per name
+-- (table.concat) cost more than many of the commands it names.
+local function key(a, b, c)
+  if c then return prefix .. ':' .. a .. ':' .. b .. ':' .. c end
+  if b then return prefix .. ':' .. a .. ':' .. b end
+  return prefix .. ':' .. a
+end
+
 local job = key('job', job_id)
-local ACTIVE = {scheduled = true, queued = true, processing = true, retrying = true}
+
+-- Whether a job in `status` is still to run (it holds its unique key, is never reaped).
+local function active(status)
+  return status == 'queued' or status == 'processing' or status == 'scheduled' or status == 'retrying'
+end
+
 -- The record format these scripts understand (jobs/models.py RECORD_FORMAT, filled in by
 -- the loader). A record written by a newer version is left alone (see start.lua).
 local FORMAT = __RECORD_FORMAT__
@@ -16,13 +31,30 @@ local function server_time()
   return tonumber(now[1]) + tonumber(now[2]) / 1000000
 end
 
+-- The record's fields `names` (a list), read in one HMGET, as a table by name; a field
+-- the record lacks is false. Scripts read what they and the helpers below need at once,
+-- and pass the table on (`rec`): each HMGET is a round of the hash's whole encoding.
+local function read(names)
+  local values, rec = redis.call('HMGET', job, unpack(names)), {}
+  for i, name in ipairs(names) do rec[name] = values[i] end
+  return rec
+end
+
 --- @include "observe"
 
--- A status change: the status index (by time of the change), and what observe.lua keeps.
-local function move(from_status, to_status, score)
+-- A status change: the job moves between the status indexes (`index:<status>`), and
+-- observe.lua records it. The indexes are scored by creation time, whatever the status, so
+-- they also serve the listing's status filter with cursors that never skip or repeat a job.
+-- `now` is the caller's timestamp (the same one the record gets); `rec`: the record's
+-- fields observe_move needs, as a caller that read them all has them (kept up to date
+-- with what it wrote since), or nil to read them here.
+local function move(from_status, to_status, now, rec)
+  if rec == nil or rec.task == nil then
+    rec = read({'task', 'queue', 'worker', 'created_at', 'started_at', 'attempts', 'progress', 'step', 'error'})
+  end
   redis.call('ZREM', key('index', from_status), job_id)
-  redis.call('ZADD', key('index', to_status), score, job_id)
-  return observe_move(from_status, to_status, score)
+  redis.call('ZADD', key('index', to_status), rec.created_at or now, job_id)
+  return observe_move(from_status, to_status, now, rec)
 end
 
 -- Push the job's message to `list`, and note where and when (server time) in the record
@@ -37,8 +69,9 @@ local function publish(list, message)
 end
 
 -- The job left the queue (it started, or ended): out of its list's published set.
-local function unpublish()
-  local list = redis.call('HGET', job, 'published_to')
+-- `list`: the record's `published_to` if the caller read it (false: it has none).
+local function unpublish(list)
+  if list == nil then list = redis.call('HGET', job, 'published_to') end
   if list then
     redis.call('ZREM', key('published', list), job_id)
     redis.call('HDEL', job, 'published_to', 'published_at')
@@ -66,20 +99,23 @@ local function drop_lease()
 end
 
 -- The record's fields are written; end the job: drop its lease, schedule entry and
--- unique key, expire it, move and trim its index, and wake anyone waiting on it.
-local function finish(from_status, to_status, now, ttl)
+-- unique key, expire it, move it to its final index, and wake anyone waiting on it.
+-- `rec` as for move(); with it, `published_to` and `unique_key` too. The final index
+-- keeps the job until reap.lua takes it out, just before the record expires; the index
+-- itself lives at least as long as its newest record.
+local function finish(from_status, to_status, now, ttl, rec)
   drop_lease()
-  unpublish()
+  unpublish(rec and rec.published_to)
   redis.call('ZREM', key('schedule'), job_id)
-  local unique = redis.call('HGET', job, 'unique_key')
+  local unique = rec and rec.unique_key
+  if unique == nil then unique = redis.call('HGET', job, 'unique_key') end
   if unique and redis.call('GET', key('unique', unique)) == job_id then
     redis.call('DEL', key('unique', unique))
   end
   redis.call('EXPIRE', job, ttl)
-  local task, started = move(from_status, to_status, now)
-  observe_finish(from_status, to_status, now, ttl, task, started)
+  local task, ran = move(from_status, to_status, now, rec)
+  observe_finish(to_status, now, ttl, task, ran)
   local index = key('index', to_status)
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', tonumber(now) - ttl)
   if redis.call('TTL', index) < ttl then redis.call('EXPIRE', index, ttl) end
   redis.call('PUBLISH', key('finished'), job_id)
 end
