@@ -38,8 +38,11 @@ def test_keys_an_earlier_version_kept_are_dropped_by_the_leading_janitor(
     # The status listing's own sets (before the status indexes served it) are read and
     # reaped by no one now: the first janitor to lead deletes them.
     settings = private_settings(redis_url)
-    retired = [Keys(settings.queue_key_prefix).listed("status", status) for status in ("queued", "completed")]
-    for name in retired:
+    keys = Keys(settings.queue_key_prefix)
+    retired = [keys.listed("status", status) for status in ("queued", "completed")]
+    for name in [*retired, keys.listed("status", "failed")]:
         sync_redis.zadd(name, {"some-old-job": 1.0})
     start_worker(settings)
     wait_until(lambda: sync_redis.exists(*retired) == 0, timeout=20)
+    # Failed jobs keep theirs: the dead-letter index is by time of failure, not creation.
+    assert sync_redis.zscore(keys.listed("status", "failed"), "some-old-job") == 1.0

@@ -67,10 +67,10 @@ class Settings(BaseSettings):
     # How long a job may wait for a live worker that has registered its task (an API
     # deployed before its workers) before it fails with TaskNotRegistered.
     queue_unknown_task_seconds: float = Field(default=300.0, ge=0)
-    # Celery task events (received, started, retried, failed, succeeded, revoked) from the
-    # worker's start (`celery worker -E`). Off, as in Celery, they start once asked (Flower
-    # asks by itself): they cost the worker about a tenth of its drain rate.
-    queue_task_events: bool = False
+    # Celery task events (received, started, retried, failed, succeeded, revoked), so
+    # Flower and `celery events` show the jobs without `celery control enable_events`.
+    # Off, workers send them once asked, as Celery's do.
+    queue_task_events: bool = True
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
     @field_validator("redis_url", "celery_broker_url", mode="before")

@@ -25,14 +25,16 @@ class Keys:
 
     def index(self, status: str) -> str:
         # Sorted set of job ids by creation time, one per status (also the listing's status
-        # filter). Entries move on every transition; a finished job's entry leaves with its
-        # record (reap.lua), and the key itself lives as long as its newest record.
+        # filter), but `failed`, by time of failure (see dead_letter). Entries move on every
+        # transition; a finished job's entry leaves with its record (reap.lua), and the key
+        # itself lives as long as its newest record.
         return f"{self.prefix}:index:{status}"
 
     @property
     def dead_letter(self) -> str:
-        # The dead-letter set is the `failed` index: every failed job is in it, by creation
-        # time, until re-driven or expired (QUEUE_DEAD_LETTER_TTL_SECONDS; reaped like any index).
+        # The dead-letter set is the `failed` index: every failed job is in it, by time of
+        # failure, until re-driven or expired (QUEUE_DEAD_LETTER_TTL_SECONDS; reaped like any
+        # index). The listing finds failed jobs by creation time in `list:status:failed`.
         return self.index("failed")
 
     @property
@@ -105,8 +107,8 @@ class Keys:
     # says how each is bounded; pocketqueue/observe/ reads them).
 
     def listed(self, *parts: str) -> str:
-        # Sorted sets of job ids by creation time: `list:all` (by status: `index`),
-        # `list:task:<task>`, `list:tag:<name>=<value>`; `list:ids` (all scores 0, by id for
+        # Sorted sets of job ids by creation time: `list:all` (by status: `index`, and
+        # `list:status:failed`), `list:task:<task>`, `list:tag:<name>=<value>`; `list:ids` (all scores 0, by id for
         # prefix search); `list:expiring` (finished jobs by record expiry, for reap.lua).
         return ":".join((self.prefix, "list", *parts))
 

@@ -98,12 +98,12 @@ class JobStore:
             pipe.zrevrange(self.keys.dead_letter, offset, offset + limit - 1)
             total, job_ids = await pipe.execute()
         found = await self.get_many(job_ids)
-        # Read-only: an entry whose record expired before the index was trimmed is left
-        # for the trimming (every failure trims the set by age) or a bulk re-drive.
+        # Read-only: an entry whose record expired before the janitor reaped it is left for
+        # the janitor (reap.lua) or a bulk re-drive.
         return int(total), [job for job in found if job is not None]
 
     async def forget_dead(self, job_ids: Sequence[str]) -> None:
-        """Drop dead-letter entries whose records have expired (trimming catches them later anyway)."""
+        """Drop dead-letter entries whose records have expired (the janitor would, later)."""
         if job_ids:
             await self.redis.zrem(self.keys.dead_letter, *job_ids)
 

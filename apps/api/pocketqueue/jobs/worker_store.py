@@ -289,9 +289,10 @@ class WorkerJobStore:
 
         The status listing had its own sorted sets (`list:status:<status>`) until the status
         indexes were scored by creation time and served it: left alone, they would never
-        be reaped or expire.
+        be reaped or expire. (`failed` keeps its own: the dead-letter set is by failure time.)
         """
-        self.redis.delete(*(self.keys.listed("status", status.value) for status in JobStatus))
+        retired = [status for status in JobStatus if status is not JobStatus.FAILED]
+        self.redis.delete(*(self.keys.listed("status", status.value) for status in retired))
 
     def retire_worker(self, name: str) -> None:
         """Leave the registry at once (a clean stop), rather than a heartbeat's TTL later."""

@@ -69,7 +69,7 @@ class JobRedriveNode(AsyncNode):  # type: ignore[misc]
                 await self._redrive_chunk(runtime, wanted, job_ids[start : start + CHUNK], report)
         else:
             await self._redrive_dead_letters(runtime, wanted, report)
-        if not named:  # entries whose records expired before the index was trimmed
+        if not named:  # entries whose records expired before the janitor reaped them
             await runtime.store.forget_dead([job_id for job_id, why in report.skipped.items() if why == "missing"])
             report.skipped = {job_id: why for job_id, why in report.skipped.items() if why != "missing"}
         if report.redriven:

@@ -1,7 +1,8 @@
 """Listing and search: jobs by status, task, tags, time and key, newest first, by cursor.
 
 Served from the indexes the transition scripts keep (`list:*` and the status indexes
-`index:<status>`, sorted sets by creation time; lua/includes/observe.lua and job.lua),
+`index:<status>`, sorted sets by creation time; lua/includes/observe.lua and job.lua;
+`status_listing` says which serves a status),
 never by scanning keys. A query walks ONE index (the smallest that its filters name: a
 tag's, the task's, the statuses', or all jobs),
 newest first, and checks each entry's record against the other filters, a batch at a
@@ -105,7 +106,7 @@ async def _driving_indexes(redis: Redis, keys: Keys, query: JobQuery) -> list[st
     if query.task is not None:
         options.append([keys.listed("task", query.task)])
     if query.statuses:
-        options.append([keys.index(status.value) for status in dict.fromkeys(query.statuses)])
+        options.append([status_listing(keys, status) for status in dict.fromkeys(query.statuses)])
     if not options:
         return [keys.listed("all")]
     async with redis.pipeline(transaction=False) as pipe:
@@ -115,6 +116,12 @@ async def _driving_indexes(redis: Redis, keys: Keys, query: JobQuery) -> list[st
         sizes = iter(await pipe.execute())
     totals = [sum(next(sizes) for _ in option) for option in options]
     return options[totals.index(min(totals))]
+
+
+def status_listing(keys: Keys, status: JobStatus) -> str:
+    """The index of one status by creation time: the status index, but for `failed` (the
+    dead-letter set, by time of failure) its own listing set (jobs/lua/includes/job.lua)."""
+    return keys.listed("status", status.value) if status is JobStatus.FAILED else keys.index(status.value)
 
 
 async def _walk(

@@ -1,8 +1,7 @@
 """The Celery app: JSON only, late acks, one job at a time per process, bounded results.
 
-Celery's own tools see the jobs: workers send task events (Flower, `celery events`) once
-asked, or from the start with QUEUE_TASK_EVENTS=true, and the result backend reads the job
-records (results.py).
+Celery's own tools see the jobs: workers send task events (Flower, `celery events`) unless
+QUEUE_TASK_EVENTS=false, and the result backend reads the job records (results.py).
 """
 
 from __future__ import annotations
@@ -65,8 +64,7 @@ def create_celery_app(settings: Settings) -> PocketQueueCelery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_track_started=True,
-        # Flower and `celery events` see the jobs (from the start, or once asked, as Celery
-        # does); published in batches (task_events.py).
+        # Flower and `celery events` see the jobs; published in batches (task_events.py).
         worker_send_task_events=settings.queue_task_events,
         task_time_limit=settings.queue_task_time_limit,
         task_soft_time_limit=settings.queue_task_soft_time_limit,

@@ -12,7 +12,7 @@
 --- @include "job"
 
 local rec = read({'status', 'attempts', 'worker', 'ttl', 'claim', 'started_at', 'task', 'queue', 'created_at',
-  'progress', 'step', 'error', 'published_to', 'unique_key'})
+  'progress', 'step', 'unique_key'})
 local status, attempts, worker, started_at = rec.status, rec.attempts, rec.worker, rec.started_at
 if not status then return 'missing' end
 local from_status = 'processing'
@@ -26,6 +26,10 @@ if ARGV[4] ~= '' and worker ~= ARGV[4] then return 'superseded' end
 if ARGV[8] ~= '' and from_status == 'processing' and tonumber(started_at) > tonumber(ARGV[8]) then
   return 'superseded'
 end
+-- Read only when they can matter: a queued job is still in its message's published set (a
+-- running one left it as it started), and only a failure keeps its error with the attempt.
+rec.published_to = from_status == 'queued' and redis.call('HGET', job, 'published_to')
+rec.error = ARGV[5] == 'failed' and redis.call('HGET', job, 'error')
 redis.call('HSET', job, 'status', ARGV[5], 'finished_at', ARGV[6], unpack(ARGV, 9))
 for i = 9, #ARGV, 2 do rec[ARGV[i]] = ARGV[i + 1] end  -- what was just written (progress, error, ...)
 if ARGV[5] == 'failed' and from_status == 'processing' then

@@ -2,7 +2,7 @@
 -- ARGV: prefix, '' (no job of its own), lead seconds, most
 -- Takes listing entries out with their records: for up to `most` finished jobs whose
 -- record expires within `lead` seconds (by `list:expiring`), removes the job from every
--- listing index. Run by the janitor's leader every sweep, so the listing never shows a
+-- listing index and its status index. Run by the janitor's leader every sweep, so the listing never shows a
 -- job that is gone, and its indexes hold no more than the records do. A job re-driven
 -- meanwhile is active again and left alone; a record given a longer life is rescheduled.
 -- A record that already expired (no janitor ran for `lead` seconds) still leaves the
@@ -30,12 +30,14 @@ for _, id in ipairs(due) do
     redis.call('ZREM', key('list', 'ids'), id)
     if status then
       redis.call('ZREM', key('index', status), id)
+      if status == 'failed' then redis.call('ZREM', key('list', 'status', 'failed'), id) end
       redis.call('ZREM', key('list', 'task', task), id)
       if tags then
         for name, value in pairs(cjson.decode(tags)) do redis.call('ZREM', key('list', 'tag', name .. '=' .. value), id) end
       end
     else
       for _, each in ipairs(STATUSES) do redis.call('ZREM', key('index', each), id) end
+      redis.call('ZREM', key('list', 'status', 'failed'), id)
     end
     redis.call('ZREM', expiring, id)
   end

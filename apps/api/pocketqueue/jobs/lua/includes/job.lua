@@ -43,8 +43,10 @@ end
 --- @include "observe"
 
 -- A status change: the job moves between the status indexes (`index:<status>`), and
--- observe.lua records it. The indexes are scored by creation time, whatever the status, so
--- they also serve the listing's status filter with cursors that never skip or repeat a job.
+-- observe.lua records it. The indexes are scored by creation time, so they also serve the
+-- listing's status filter with cursors that never skip or repeat a job; all but `failed`,
+-- the dead-letter set, which is scored by the time of the failure (the most recent
+-- failures first) and has a listing set of its own (`list:status:failed`; few jobs fail).
 -- `now` is the caller's timestamp (the same one the record gets); `rec`: the record's
 -- fields observe_move needs, as a caller that read them all has them (kept up to date
 -- with what it wrote since), or nil to read them here.
@@ -52,8 +54,15 @@ local function move(from_status, to_status, now, rec)
   if rec == nil or rec.task == nil then
     rec = read({'task', 'queue', 'worker', 'created_at', 'started_at', 'attempts', 'progress', 'step', 'error'})
   end
+  local created = rec.created_at or now
   redis.call('ZREM', key('index', from_status), job_id)
-  redis.call('ZADD', key('index', to_status), rec.created_at or now, job_id)
+  if from_status == 'failed' then redis.call('ZREM', key('list', 'status', 'failed'), job_id) end
+  if to_status == 'failed' then
+    redis.call('ZADD', key('index', 'failed'), now, job_id)
+    redis.call('ZADD', key('list', 'status', 'failed'), created, job_id)
+  else
+    redis.call('ZADD', key('index', to_status), created, job_id)
+  end
   return observe_move(from_status, to_status, now, rec)
 end
 
@@ -106,7 +115,9 @@ end
 local function finish(from_status, to_status, now, ttl, rec)
   drop_lease()
   unpublish(rec and rec.published_to)
-  redis.call('ZREM', key('schedule'), job_id)
+  if from_status == 'scheduled' or from_status == 'retrying' then  -- only those wait in the schedule
+    redis.call('ZREM', key('schedule'), job_id)
+  end
   local unique = rec and rec.unique_key
   if unique == nil then unique = redis.call('HGET', job, 'unique_key') end
   if unique and redis.call('GET', key('unique', unique)) == job_id then
