@@ -92,3 +92,21 @@ def test_a_worker_refuses_to_start_with_plain_celery_tasks_registered(settings: 
     )
     assert done.returncode == 2
     assert "plain Celery tasks are registered on PocketQueue's app: plain.add" in done.stdout + done.stderr
+
+
+def test_the_broker_channel_shares_one_client_for_plain_commands(settings: Settings) -> None:
+    # kombu would build a redis-py client for every ack and publish (worker/broker.py);
+    # ours builds one per channel, and still one of its own for each blocking connection.
+    from pocketqueue.worker.app import create_celery_app
+    from pocketqueue.worker.broker import Channel, broker_transport
+
+    app = create_celery_app(settings)
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        assert isinstance(channel, Channel)
+        plain = channel._create_client()
+        assert channel._create_client() is plain
+        assert plain.ping()
+        assert channel._create_client(asynchronous=True) is not channel._create_client(asynchronous=True)
+    # TLS is turned on by kombu from the URL's scheme: such URLs keep kombu's transport.
+    assert broker_transport("rediss://example:6380/0") is None

@@ -16,6 +16,7 @@ from pocketqueue.config import Settings
 from pocketqueue.jobs.keys import PRIORITY_SEPARATOR, PRIORITY_STEPS, Keys
 from pocketqueue.jobs.registry import import_task_modules
 from pocketqueue.jobs.worker_store import WorkerJobStore
+from pocketqueue.worker.broker import broker_transport
 from pocketqueue.worker.results import BACKEND
 from pocketqueue.worker.task_events import BatchedTaskEvents
 
@@ -69,6 +70,8 @@ def create_celery_app(settings: Settings) -> PocketQueueCelery:
         task_time_limit=settings.queue_task_time_limit,
         task_soft_time_limit=settings.queue_task_soft_time_limit,
         result_expires=settings.queue_job_ttl_seconds,
+        # kombu's Redis transport, with one client for its plain commands (broker.py).
+        broker_transport=broker_transport(settings.broker_url()),
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout,
             # Look for unacknowledged messages every few seconds instead of every ~100.
