@@ -8,7 +8,7 @@ they stay, and must stay within their bounds (lua/includes/observe.lua, jobs/key
     metrics           sorted set of hosts that wrote counters: one per worker, '' for the API
     metrics:<host>    hash per host: counters and histograms per task and queue
     stats:<minute>    hash of final statuses per minute, expires after 20 minutes
-    runtimes:<task>   list of the task's last 1000 run times, expires a week after the last
+    runtimes:<task>   list of the task's last 1000-1099 run times, expires a week after the last
     workers           sorted set of live workers (lives with them, like their heartbeat keys)
 
 So the verdict leaves them out of the leftover keys and of the memory comparison (their
@@ -27,6 +27,9 @@ from pocketqueue.jobs.keys import HISTOGRAM_BUCKETS, Keys
 
 EVENTS_MAXLEN = 10_000  # observe.lua; MAXLEN ~ trims whole stream nodes, so up to a node more
 RUNTIMES_KEPT = 1_000
+# observe.lua cuts a task's run times back to the last 1,000 once 100 more have come, so
+# the list holds up to 1,099 between cuts.
+RUNTIMES_MOST = RUNTIMES_KEPT + 99
 STATS_TTL = 1_200
 WEEK = 7 * 86_400
 COUNTERS = 9  # sent, received, started, succeeded, failed, retried, revoked, recovered, idempotent_repeats
@@ -52,7 +55,7 @@ class Bounds:
             "metrics": ("ZCARD (workers + API)", self.workers + 1, None),
             "metrics:<host>": ("HLEN (tasks x queues x fields)", fields, None),
             "stats:<minute>": ("HLEN", FINAL_STATUSES, STATS_TTL),
-            "runtimes:<task>": ("LLEN", RUNTIMES_KEPT, WEEK),
+            "runtimes:<task>": ("LLEN", RUNTIMES_MOST, WEEK),
             "workers": ("ZCARD (live workers)", self.live_workers, None),
         }
         what, most, longest = limits[kind]
