@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install tools run test lint typecheck check bench bench-expiry bench-janitor bench-listing clean
+.PHONY: install tools run test lint typecheck check bench bench-expiry bench-janitor bench-listing bench-redis-cost clean
 
 # Re-installs only when the pins change.
 $(STAMP): requirements.txt pyproject.toml
@@ -55,6 +55,9 @@ bench-expiry: install  ## 100,000 jobs through Redis and out again (about 9 minu
 
 bench-listing: install  ## a filtered page of GET /api/queue/jobs at 100,000 and 1,000,000 jobs (about 15 minutes)
 	$(PY) bench/listing.py
+
+bench-redis-cost: install  ## Redis's instructions per job, create/start/finish, under callgrind (about a minute)
+	$(PY) bench/redis_cost.py
 
 bench-janitor: install  ## the janitor's Redis cost, 100,000 jobs queued, 1 vs 8 workers (about 7 minutes)
 	$(PY) bench/janitor.py
