@@ -73,3 +73,8 @@ def test_a_script_carries_only_the_helpers_it_uses() -> None:
     assert {"list_job", "emit", "publish"} <= defined
     assert defined.isdisjoint({"move", "observe_move", "finish", "observe_finish", "hold_lease"})
     assert "local function finish(" in scripts.FINISH
+
+
+def test_a_library_statement_that_defines_nothing_is_kept_a_comment_is_not() -> None:
+    blocks = ["-- only a comment", "redis.replicate_commands()", "local function unused()\nend"]
+    assert scripts._used_blocks(blocks, "return 1") == ["redis.replicate_commands()"]

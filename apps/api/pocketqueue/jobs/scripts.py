@@ -70,7 +70,8 @@ def _used_blocks(blocks: list[str], body: str) -> list[str]:
     builds a closure, each table constructor a table. With the whole library in every
     script, that was a third of the cost of a transition; so a block (a definition and its
     comment, blank lines around it) is kept only if a name it defines is used. A block
-    that defines nothing (a comment) is dropped.
+    that defines nothing is kept if it holds code (a statement every caller needs) and
+    dropped if it is only a comment.
     """
     defined = []
     for block in blocks:
@@ -79,7 +80,10 @@ def _used_blocks(blocks: list[str], body: str) -> list[str]:
             names.update([function] if function else [v.strip() for v in variables.split(",")])
         defined.append(names)
     words = set(re.findall(r"\w+", _COMMENT.sub("", body)))
-    keep = [False] * len(blocks)
+    keep = [not names and bool(_COMMENT.sub("", block).strip()) for block, names in zip(blocks, defined, strict=True)]
+    for block, kept in zip(blocks, keep, strict=True):
+        if kept:
+            words |= set(re.findall(r"\w+", _COMMENT.sub("", block)))
     changed = True
     while changed:
         changed = False
