@@ -8,7 +8,23 @@ import pocketqueue.nodes
 
 
 def test_top_level_exports() -> None:
-    assert sorted(pocketqueue.__all__) == ["JobCancelled", "JobContext", "PermanentError", "Priority", "task"]
+    assert sorted(pocketqueue.__all__) == [
+        "AsyncClient",
+        "AsyncJobHandle",
+        "Client",
+        "JobCancelled",
+        "JobContext",
+        "JobFailed",
+        "JobHandle",
+        "JobTimeout",
+        "PermanentError",
+        "Priority",
+        "QueueError",
+        "Task",
+        "task",
+    ]
+    for name in pocketqueue.__all__:  # every name resolves (the clients are loaded on first use)
+        assert getattr(pocketqueue, name) is not None
 
 
 def test_node_exports() -> None:

@@ -6,10 +6,44 @@ from pocketqueue import task
 def generate(job, video_id: str) -> dict:
     job.progress(50, step="rendering")
     return {"video_id": video_id}
+
+generate.delay("v1").result(timeout=60)
 """
 
+from typing import TYPE_CHECKING, Any
+
+from pocketqueue.client.handle import AsyncJobHandle, JobHandle
+from pocketqueue.client.task import Task
+from pocketqueue.errors import JobFailed, JobTimeout, QueueError
 from pocketqueue.jobs.models import Priority
 from pocketqueue.jobs.registry import PermanentError
 from pocketqueue.worker.tasks import JobCancelled, JobContext, task
 
-__all__ = ["JobCancelled", "JobContext", "PermanentError", "Priority", "task"]
+if TYPE_CHECKING:
+    from pocketqueue.client.aio import AsyncClient
+    from pocketqueue.client.sync import Client
+
+__all__ = [
+    "AsyncClient",
+    "AsyncJobHandle",
+    "Client",
+    "JobCancelled",
+    "JobContext",
+    "JobFailed",
+    "JobHandle",
+    "JobTimeout",
+    "PermanentError",
+    "Priority",
+    "QueueError",
+    "Task",
+    "task",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The clients import the runtime, which imports the worker's Celery app: loaded on first use.
+    if name in ("Client", "AsyncClient"):
+        import pocketqueue.client
+
+        return getattr(pocketqueue.client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -162,7 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     commands.add_parser("up", help="Redis (unless REDIS_URL is set), a worker and the API, together")
     commands.add_parser("api", help="the HTTP API")
-    commands.add_parser("worker", help="a Celery worker")
+    worker = commands.add_parser("worker", help="a Celery worker")
+    worker.add_argument(
+        "--queues", metavar="NAMES", help="comma-separated queues to consume (default: WORKER_QUEUES, else QUEUE_NAME)"
+    )
     commands.add_parser("redis", help="a local Redis under DATA_DIR")
     admin.add_commands(commands)
     terminal.add_commands(commands)
@@ -184,6 +188,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0), or a usage error already printed (2)
         return exc.code if isinstance(exc.code, int) else 2
     try:
+        if getattr(args, "queues", None):
+            # The flag is WORKER_QUEUES for this process (and its pool processes), so the
+            # settings stay the one place configuration is read and checked.
+            os.environ["WORKER_QUEUES"] = args.queues
+            get_settings.cache_clear()
         settings = get_settings()
         if args.command == "up":
             return run_up(settings)

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     queue_name: str = Field(default="pocketqueue", min_length=1)
+    # The queues a worker consumes (`worker --queues a,b` overrides it); empty: QUEUE_NAME.
+    worker_queues: Annotated[list[str], NoDecode] = []
     queue_key_prefix: str = Field(default="pq", min_length=1)
     queue_job_ttl_seconds: int = Field(default=86_400, ge=1)
     queue_task_time_limit: int = Field(default=3_600, ge=1)
@@ -79,7 +81,7 @@ class Settings(BaseSettings):
         # `REDIS_URL=` in a .env file means "not set", not "connect to ''".
         return None if value in ("", None) else value
 
-    @field_validator("task_modules", "queue_retry_delays", mode="before")
+    @field_validator("task_modules", "queue_retry_delays", "worker_queues", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -96,14 +98,15 @@ class Settings(BaseSettings):
     @field_validator("queue_name")
     @classmethod
     def _one_queue_name(cls, value: str) -> str:
-        # kombu names a queue's priority lists `<name>:<step>`, so a name holding ':' can be
-        # another queue's list; Celery's --queues (ours, and `celery worker -Q`) splits on
-        # ','; whitespace splits a name typed on any command line, and is invisible in .env.
-        if ":" in value or "," in value or any(char.isspace() for char in value):
-            raise ValueError(
-                f"QUEUE_NAME must not contain ':' (kombu's priority separator), ',' or whitespace; got {value!r}"
-            )
+        _check_queue_name("QUEUE_NAME", value)
         return value
+
+    @field_validator("worker_queues")
+    @classmethod
+    def _queue_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            _check_queue_name("WORKER_QUEUES", name)
+        return list(dict.fromkeys(value))
 
     @model_validator(mode="after")
     def _derived_defaults(self) -> Settings:
@@ -146,6 +149,11 @@ class Settings(BaseSettings):
                     "the shorter"
                 )
         return self
+
+    @property
+    def consumed_queues(self) -> list[str]:
+        """The queues a worker started with these settings consumes."""
+        return self.worker_queues or [self.queue_name]
 
     @property
     def uses_local_redis(self) -> bool:
@@ -200,6 +208,17 @@ class Settings(BaseSettings):
         # runs, so a redelivered message of a running job is dropped, and a message
         # taken by a worker that died before starting it is back within the bound.
         return max(2, self.queue_recovery_seconds // 2)
+
+
+def _check_queue_name(setting: str, value: str) -> None:
+    # kombu names a queue's priority lists `<name>:<step>`, so a name holding ':' can be
+    # another queue's list; Celery's --queues (ours, and `celery worker -Q`) splits on
+    # ','; whitespace splits a name typed on any command line, and is invisible in .env.
+    if ":" in value or "," in value or any(char.isspace() for char in value) or len(value) > 100:
+        raise ValueError(
+            f"{setting}: a queue name must be at most 100 characters without ':' (kombu's priority "
+            f"separator), ',' or whitespace; got {value!r}"
+        )
 
 
 @lru_cache

@@ -12,6 +12,8 @@
     │   ├── JobNotFailed            409  re-driving a job that is not in the dead-letter set
     │   ├── IdempotencyKeyReused    409  an Idempotency-Key sent again with a different body
     │   └── UniqueJobActive         409  another active job holds the unique_key
+    ├── JobFailed                   502  a job awaited with `.result()` failed or was cancelled
+    ├── JobTimeout                  504  a job awaited with `.result()` had not finished in time
     └── ServiceUnavailable          503
         └── RedisUnavailable        503  Redis did not answer
             └── DispatchOutcomeUnknown  503  Redis stopped answering mid-dispatch: the job may exist
@@ -135,6 +137,46 @@ class UniqueJobActive(Conflict):
 
     def extensions(self) -> dict[str, str]:
         return {"job_id": self.job_id}
+
+
+class JobFailed(QueueError):
+    """`handle.result()`: the job failed (or was cancelled); carries its error and traceback.
+
+    502 if a route lets it through: the work that request stood on failed.
+    """
+
+    status_code = 502
+    title = "Job failed"
+    slug = "job-failed"
+
+    def __init__(
+        self, job_id: str, status: str, error_type: str, message: str, remote_traceback: str | None = None
+    ) -> None:
+        super().__init__(f"Job {job_id!r} {status}: {error_type}: {message}")
+        self.job_id = job_id
+        self.status = status
+        self.error_type = error_type  # the exception's class name in the task, e.g. "ValueError"
+        self.message = message
+        self.remote_traceback = remote_traceback  # the task's traceback, as the worker saw it
+
+    def extensions(self) -> dict[str, str]:
+        return {"job_id": self.job_id, "status": self.status, "error_type": self.error_type}
+
+
+class JobTimeout(QueueError, TimeoutError):
+    """`handle.result(timeout)`: the job had not finished when the timeout passed (it goes on)."""
+
+    status_code = 504
+    title = "Job not finished in time"
+    slug = "job-timeout"
+
+    def __init__(self, job_id: str, status: str, timeout: float) -> None:
+        super().__init__(f"Job {job_id!r} is still {status} after {timeout:g} s; it goes on (wait again or cancel it).")
+        self.job_id = job_id
+        self.status = status
+
+    def extensions(self) -> dict[str, str]:
+        return {"job_id": self.job_id, "status": self.status}
 
 
 class ServiceUnavailable(QueueError):

@@ -46,11 +46,15 @@ class QueueRuntime:
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings | None = None) -> AsyncIterator[QueueRuntime]:
-    """Open the shared resources; Redis need not be up yet (requests get 503 until it is)."""
+async def open_runtime(settings: Settings | None = None, import_tasks: bool = True) -> AsyncIterator[QueueRuntime]:
+    """Open the shared resources; Redis need not be up yet (requests get 503 until it is).
+
+    import_tasks=False (an AsyncClient) leaves TASK_MODULES unimported: a caller that does
+    not have the task code can still dispatch.
+    """
     settings = settings or get_settings()
     url = settings.resolved_redis_url()
-    celery = create_celery_app(settings)
+    celery = create_celery_app(settings, import_tasks=import_tasks)
     # A blocking pool: past MAX_CONNECTIONS a request waits for a free connection. The
     # default pool raises "Too many connections" instead, which became a 503 for every
     # request beyond the hundredth in flight although Redis was fine.

@@ -22,8 +22,10 @@ from pocketqueue.jobs.models import Job, Priority
 from pocketqueue.jobs.payload import PayloadError
 
 
-def message_for(app: Celery, job: Job, queue: str) -> tuple[str, str]:
+def message_for(app: Celery, job: Job, default_queue: str) -> tuple[str, str]:
     """The Celery message that runs `job`, and the Redis list (by priority) it goes to.
+
+    The job's own queue, or `default_queue` (QUEUE_NAME) for a record from before queues.
 
     Built afresh whenever a job is published (dispatch, a due schedule entry, a retry,
     a recovery, a re-drive), so records never carry a copy of their message.
@@ -33,6 +35,7 @@ def message_for(app: Celery, job: Job, queue: str) -> tuple[str, str]:
         # Shown empty, but never sent empty: the job would run with arguments nobody gave it.
         why = "; ".join(f"{name}: {(job.unreadable or {})[name]}" for name in unreadable)
         raise PayloadError(f"job {job.job_id}'s arguments cannot be read back, so it cannot be published ({why})")
+    queue = job.queue or default_queue
     message = build_message(app, job.job_id, job.task, job.args, job.kwargs, queue, job.priority)
     return message, queue_list(queue, job.priority.broker_priority)
 

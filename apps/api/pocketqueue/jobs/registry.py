@@ -29,6 +29,9 @@ class TaskSpec:
     max_retries: int | None = None  # None: QUEUE_MAX_RETRIES (a dispatch can override either)
     retry_delays: tuple[float, ...] | None = None  # None: QUEUE_RETRY_DELAYS
     retry_on: tuple[type[BaseException], ...] = (Exception,)  # errors worth another attempt
+    queue: str | None = None  # None: QUEUE_NAME (a dispatch can override it)
+    time_limit: int | None = None  # seconds; None: QUEUE_TASK_TIME_LIMIT
+    soft_time_limit: int | None = None  # seconds; None: QUEUE_TASK_SOFT_TIME_LIMIT
     # Computed once: inspect.signature() costs more than the rest of a dispatch's checks.
     signature: inspect.Signature = field(init=False, repr=False, compare=False)
 
@@ -68,6 +71,11 @@ def lookup(name: str) -> TaskSpec:
         return _TASKS[name]
     except KeyError:
         raise TaskNotRegistered(name) from None
+
+
+def find(name: str) -> TaskSpec | None:
+    """The task registered under `name` in this process, if any."""
+    return _TASKS.get(name)
 
 
 def registered_names() -> list[str]:

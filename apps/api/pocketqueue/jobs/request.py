@@ -30,6 +30,7 @@ class DispatchRequest:
     idempotency_key   the same key and request within QUEUE_IDEMPOTENCY_TTL_SECONDS give back the first job
     unique_key        at most one active job per key
     tags              up to 16 name: value strings, to find the job by (GET /jobs?tag=name:value)
+    queue             the queue to run it on (default: the task's, else QUEUE_NAME)
     """
 
     task: str
@@ -42,6 +43,7 @@ class DispatchRequest:
     idempotency_key: str | None = None
     unique_key: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    queue: str | None = None
 
     def check(self, max_json_depth: int, now: datetime) -> None:
         """Raise InvalidRequest unless a worker can carry and run this request.
@@ -63,6 +65,8 @@ class DispatchRequest:
         check_json(self.kwargs, "kwargs", max_json_depth)
         self._check_timing(now)
         check_tags(self.tags)
+        if self.queue is not None:
+            check_queue_name(self.queue, "queue")
         if self.max_retries is not None and not 0 <= self.max_retries <= 100:
             raise InvalidRequest("max_retries must be from 0 to 100")
 
@@ -92,8 +96,23 @@ class DispatchRequest:
         # The same request, spelled differently: one instant in any UTC offset, no delay as 0.
         fields["eta"] = self.eta.timestamp() if self.eta is not None else None
         fields["delay_seconds"] = self.delay_seconds or None
+        if self.queue is None:  # as before queues existed: a key made then still matches its repeat
+            del fields["queue"]
         canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+QUEUE_NAME = re.compile(r"^[^:,\s]{1,100}$")
+
+
+def check_queue_name(name: Any, setting: str) -> None:
+    """Raise InvalidRequest unless `name` can name a queue.
+
+    kombu names a queue's priority lists `<name>:<step>`, so a name holding ':' could be
+    another queue's list; `--queues` splits on ','; whitespace splits a command line.
+    """
+    if not isinstance(name, str) or not QUEUE_NAME.match(name):
+        raise InvalidRequest(f"{setting} must be 1 to 100 characters without ':', ',' or whitespace")
 
 
 def check_tags(tags: Any) -> None:

@@ -4,31 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
 from pocketqueue.jobs import scripts
+from pocketqueue.jobs.dispatch import Created, Planned, create_args
 from pocketqueue.jobs.keys import Keys, queue_lists
 from pocketqueue.jobs.models import Job, decode_record, now_timestamp
-
-
-@dataclass(frozen=True)
-class Idempotency:
-    """An idempotency key, the fingerprint of the request it came with, and its TTL."""
-
-    key: str
-    fingerprint: str
-    ttl_seconds: int
-
-
-@dataclass(frozen=True)
-class Created:
-    """What CREATE did: 'created', or why not ('duplicate', 'conflict', 'unique') and the job concerned."""
-
-    outcome: str
-    job_id: str
 
 
 class JobStore:
@@ -43,28 +26,9 @@ class JobStore:
         self._redrive = redis.register_script(scripts.REDRIVE)
         self._clear = redis.register_script(scripts.CLEAR)
 
-    async def create(
-        self, job: Job, message: str, queue_list: str, ttl_seconds: int, idempotency: Idempotency | None = None
-    ) -> Created:
+    async def create(self, planned: Planned, ttl_seconds: int) -> Created:
         """Write the record, index it and publish its message (or schedule it), all or nothing."""
-        fields = [part for pair in job.to_hash(ttl_seconds).items() for part in pair]
-        run_at = f"{job.run_at.timestamp():.6f}" if job.run_at is not None else ""
-        idem = idempotency or Idempotency("", "", 0)
-        outcome, job_id = await self._create(
-            args=[
-                self.keys.prefix,
-                job.job_id,
-                f"{job.created_at.timestamp():.6f}",
-                message,
-                queue_list,
-                run_at,
-                idem.key,
-                idem.fingerprint,
-                idem.ttl_seconds,
-                job.unique_key or "",
-                *fields,
-            ]
-        )
+        outcome, job_id = await self._create(args=create_args(self.keys.prefix, planned, ttl_seconds))
         return Created(outcome, job_id)
 
     async def get(self, job_id: str) -> Job | None:

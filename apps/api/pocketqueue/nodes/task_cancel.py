@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
+from celery import Celery
 from pocketflow import AsyncNode
 
 from pocketqueue.jobs.models import ACTIVE_STATUSES, Job, JobStatus
@@ -13,6 +14,21 @@ from pocketqueue.observe.celery_events import announce_revoked
 from pocketqueue.runtime import QueueRuntime
 
 log = logging.getLogger(__name__)
+
+
+def tell_celery_cancelled(celery: Celery, job: Job, before: str) -> None:
+    """After the record says cancelled: stop the running attempt, tell Celery's tools.
+
+    The worker is told to terminate a running job (Celery revoke); if that broadcast is
+    lost, the job's own heartbeat still sees the cancel. A `task-revoked` event goes out
+    either way, since a job cancelled before it ran never reaches a worker that would send one.
+    """
+    if before == JobStatus.PROCESSING:
+        try:
+            celery.control.revoke(job.job_id, terminate=True, signal="SIGTERM")
+        except Exception:
+            log.warning("revoke of running job %s failed; its heartbeat will stop it", job.job_id, exc_info=True)
+    announce_revoked(celery, job, before == JobStatus.PROCESSING)
 
 
 class TaskCancelNode(AsyncNode):  # type: ignore[misc]
@@ -34,15 +50,9 @@ class TaskCancelNode(AsyncNode):  # type: ignore[misc]
     async def exec_async(self, prep_res: tuple[QueueRuntime, str]) -> tuple[str, Job | None]:
         runtime, job_id = prep_res
         before, job = await runtime.store.cancel(job_id)
-        if before == JobStatus.PROCESSING:
-            # Celery's control API is synchronous; keep it off the event loop. If the
-            # broadcast is lost, the job's own heartbeat still sees the cancel.
-            try:
-                await asyncio.to_thread(runtime.celery.control.revoke, job_id, terminate=True, signal="SIGTERM")
-            except Exception:
-                log.warning("revoke of running job %s failed; its heartbeat will stop it", job_id, exc_info=True)
         if job is not None and before in ACTIVE_STATUSES:
-            await asyncio.to_thread(announce_revoked, runtime.celery, job, before == JobStatus.PROCESSING)
+            # Celery's control API is synchronous; keep it off the event loop.
+            await asyncio.to_thread(tell_celery_cancelled, runtime.celery, job, before)
         return before, job
 
     async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: tuple[str, Job | None]) -> str:

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from pocketflow import AsyncNode
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from pocketqueue.errors import DispatchOutcomeUnknown, IdempotencyKeyReused, JobNotFound, QueueError, UniqueJobActive
-from pocketqueue.jobs.message import message_for
-from pocketqueue.jobs.models import Job, JobStatus
-from pocketqueue.jobs.registry import lookup
+from pocketqueue.errors import DispatchOutcomeUnknown, JobNotFound, QueueError
+from pocketqueue.jobs.dispatch import plan, refusal
+from pocketqueue.jobs.models import Job
 from pocketqueue.jobs.request import DispatchRequest
-from pocketqueue.jobs.store import Idempotency
 from pocketqueue.runtime import QueueRuntime
 
 Outcome = tuple[str, Job | QueueError]
@@ -23,6 +19,9 @@ Outcome = tuple[str, Job | QueueError]
 
 class CeleryTaskDispatchNode(AsyncNode):  # type: ignore[misc]
     """Validates `shared["request"]` and writes the job; "dispatched", "duplicate" or "rejected".
+
+    `shared["registered_only"]` (default True) refuses a task this process has not
+    registered; an AsyncClient without the task code sets it False (see jobs/dispatch.py).
 
     Sets `shared["job"]` and `shared["job_id"]` (for "duplicate": the job the idempotency
     key created first), or `shared["error"]` (a QueueError). The record, its index entry
@@ -33,45 +32,19 @@ class CeleryTaskDispatchNode(AsyncNode):  # type: ignore[misc]
     unknown: it raises DispatchOutcomeUnknown, which names the job id to look up.
     """
 
-    async def prep_async(self, shared: dict[str, Any]) -> tuple[QueueRuntime, DispatchRequest]:
-        return shared["runtime"], shared["request"]
+    async def prep_async(self, shared: dict[str, Any]) -> tuple[QueueRuntime, DispatchRequest, bool]:
+        return shared["runtime"], shared["request"], shared.get("registered_only", True)
 
-    async def exec_async(self, prep_res: tuple[QueueRuntime, DispatchRequest]) -> Outcome:
-        runtime, request = prep_res
+    async def exec_async(self, prep_res: tuple[QueueRuntime, DispatchRequest, bool]) -> Outcome:
+        runtime, request, registered_only = prep_res
         settings = runtime.settings
-        now = datetime.now(UTC)
         try:
-            request.check(settings.queue_max_json_depth, now)
-            spec = lookup(request.task)
-            spec.check_arguments(request.args, request.kwargs)
+            planned = plan(request, settings, runtime.celery, registered_only=registered_only)
         except QueueError as rejected:
             return "rejected", rejected
-        run_at = request.run_at(now)
-        max_retries = request.max_retries
-        if max_retries is None:
-            max_retries = spec.max_retries if spec.max_retries is not None else settings.queue_max_retries
-        job = Job(
-            job_id=str(uuid.uuid4()),
-            task=request.task,
-            args=list(request.args),
-            kwargs=request.kwargs,
-            status=JobStatus.SCHEDULED if run_at is not None else JobStatus.QUEUED,
-            priority=request.priority,
-            max_retries=max_retries,
-            created_at=now,
-            run_at=run_at,
-            idempotency_key=request.idempotency_key,
-            unique_key=request.unique_key,
-            tags=dict(request.tags),
-            queue=settings.queue_name,
-        )
-        message, queue_list = ("", "") if run_at is not None else message_for(runtime.celery, job, settings.queue_name)
-        idempotency = None
-        if request.idempotency_key is not None:
-            ttl = settings.queue_idempotency_ttl_seconds
-            idempotency = Idempotency(request.idempotency_key, request.fingerprint(), ttl)
+        job = planned.job
         try:
-            created = await runtime.store.create(job, message, queue_list, settings.queue_job_ttl_seconds, idempotency)
+            created = await runtime.store.create(planned, settings.queue_job_ttl_seconds)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise DispatchOutcomeUnknown(job.job_id) from exc
         if created.outcome == "created":
@@ -79,9 +52,7 @@ class CeleryTaskDispatchNode(AsyncNode):  # type: ignore[misc]
         if created.outcome == "duplicate":
             original = await runtime.store.get(created.job_id)
             return ("duplicate", original) if original is not None else ("rejected", JobNotFound(created.job_id))
-        if created.outcome == "conflict":
-            return "rejected", IdempotencyKeyReused(request.idempotency_key or "", created.job_id)
-        return "rejected", UniqueJobActive(request.unique_key or "", created.job_id)
+        return "rejected", refusal(created, request) or QueueError(f"create.lua answered {created.outcome!r}")
 
     async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Outcome) -> str:
         action, value = exec_res

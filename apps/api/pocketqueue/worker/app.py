@@ -14,7 +14,7 @@ from celery import Celery
 
 from pocketqueue.config import Settings
 from pocketqueue.jobs.keys import PRIORITY_SEPARATOR, PRIORITY_STEPS, Keys
-from pocketqueue.jobs.registry import import_task_modules
+from pocketqueue.jobs.registry import import_task_modules, lookup, registered_names
 from pocketqueue.jobs.worker_store import WorkerJobStore
 from pocketqueue.worker.broker import broker_transport
 from pocketqueue.worker.results import BACKEND
@@ -49,10 +49,13 @@ class PocketQueueCelery(Celery):  # type: ignore[misc]  # celery ships no type h
         return WorkerJobStore(client, self.keys)
 
 
-def create_celery_app(settings: Settings) -> PocketQueueCelery:
-    import_task_modules(settings.task_modules)
+def create_celery_app(settings: Settings, import_tasks: bool = True) -> PocketQueueCelery:
+    """The app workers and the API run; `import_tasks=False` for a client that only sends jobs."""
+    if import_tasks:
+        import_task_modules(settings.task_modules)
     app = PocketQueueCelery(settings)
     keys = app.keys
+    task_routes = {name: {"queue": spec.queue} for name in registered_names() if (spec := lookup(name)).queue}
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -69,6 +72,9 @@ def create_celery_app(settings: Settings) -> PocketQueueCelery:
         worker_send_task_events=settings.queue_task_events,
         task_time_limit=settings.queue_task_time_limit,
         task_soft_time_limit=settings.queue_task_soft_time_limit,
+        # A task declared with queue= is routed there by Celery's own callers too
+        # (apply_async, send_task, beat, Flower) when they use this app.
+        task_routes=task_routes,
         result_expires=settings.queue_job_ttl_seconds,
         # kombu's Redis transport, with one client for its plain commands (broker.py).
         broker_transport=broker_transport(settings.broker_url()),
@@ -103,6 +109,6 @@ def worker_argv(settings: Settings) -> list[str]:
         "worker",
         f"--loglevel={settings.log_level}",
         f"--concurrency={settings.worker_concurrency}",
-        f"--queues={settings.queue_name}",
+        f"--queues={','.join(settings.consumed_queues)}",
         f"--hostname=pocketqueue.{os.getpid()}@%h",
     ]

@@ -13,30 +13,37 @@ itself), a duplicate message, a result refused because the job had moved on.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import random
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 from billiard.common import terminate_handler_fired
-from celery import Task, shared_task
+from celery import Task as CeleryTask
+from celery import shared_task
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded, WorkerShutdown, WorkerTerminate
 from redis.exceptions import RedisError
 
+from pocketqueue.client.task import Task
+from pocketqueue.errors import InvalidRequest
 from pocketqueue.jobs.models import JobError, now_timestamp
 from pocketqueue.jobs.registry import TaskSpec, register
+from pocketqueue.jobs.request import check_queue_name
 from pocketqueue.jobs.worker_store import Claim, WorkerJobStore, to_json
 from pocketqueue.worker.context import JobCancelled, JobContext, Partial, heartbeats
+from pocketqueue.worker.event_loop import run_coroutine
 from pocketqueue.worker.request import JobRequest
 
 __all__ = ["CLAIM_TOKEN", "JobCancelled", "JobContext", "JobTask", "Partial", "backoff", "retry_redis", "task"]
 
 log = logging.getLogger(__name__)
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 T = TypeVar("T")
 
 
@@ -93,7 +100,7 @@ class TaskRaisedBaseException(Exception):
     """
 
 
-class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
+class JobTask(CeleryTask):  # type: ignore[misc]  # celery ships no type hints
     """Base class of every PocketQueue Celery task."""
 
     # Checks each message in the worker's main process before a pool process gets it, so
@@ -118,6 +125,8 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
         heartbeats.add(context, interval=settings.lease_seconds / 3)
         try:
             value = spec.func(context, *args, **kwargs)
+            if inspect.iscoroutine(value):  # an `async def` task: this process's one event loop runs it
+                value = run_coroutine(value)
             depth, most = settings.queue_max_json_depth, settings.queue_max_result_bytes
             if isinstance(value, Partial):
                 fields = (to_json(value.result, depth, most), to_json(value.errors, depth, most))
@@ -188,7 +197,7 @@ class JobTask(Task):  # type: ignore[misc]  # celery ships no type hints
         settings = self.app.settings
         store: WorkerJobStore = self.app.job_store
         job_id: str = self.request.id
-        error = _error(exc, claim.attempt, settings.queue_task_soft_time_limit)
+        error = _error(exc, claim.attempt, spec.soft_time_limit or settings.queue_task_soft_time_limit)
         if spec.retries(exc) and not isinstance(exc, SoftTimeLimitExceeded) and claim.attempt <= claim.max_retries:
             delays = spec.retry_delays or settings.queue_retry_delays
             wait = backoff(delays, claim.attempt)
@@ -223,7 +232,7 @@ def _stops_this_process(exc: BaseException) -> bool:
 def _error(exc: BaseException, attempt: int, soft_limit: int) -> JobError:
     message = str(exc)
     if isinstance(exc, SoftTimeLimitExceeded):
-        message = f"soft time limit exceeded ({soft_limit} s, QUEUE_TASK_SOFT_TIME_LIMIT)"
+        message = f"soft time limit exceeded ({soft_limit} s: the task's soft_time_limit or QUEUE_TASK_SOFT_TIME_LIMIT)"
     trace = traceback.format_exc()[-8000:]
     return JobError(
         type=type(exc).__name__, message=_printable(message[:8000]), traceback=_printable(trace), attempt=attempt
@@ -256,29 +265,53 @@ def task(
     max_retries: int | None = None,
     retry_delays: Iterable[float] | None = None,
     retry_on: Iterable[type[BaseException]] | None = None,
-) -> Callable[[F], F]:
-    """Register `func(job, *args, **kwargs)` as the job task `name`.
+    queue: str | None = None,
+    time_limit: int | None = None,
+    soft_time_limit: int | None = None,
+    schedule: str | None = None,
+) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """Register `func(job, *args, **kwargs)` (a `def` or an `async def`) as the job task `name`.
 
-    max_retries:  retries after the first attempt (default QUEUE_MAX_RETRIES; a dispatch can override it)
-    retry_delays: seconds before each retry (default QUEUE_RETRY_DELAYS), with jitter
-    retry_on:     only these exception types are retried; anything else, and any
-                  PermanentError, fails the job at once
+    max_retries:     retries after the first attempt (default QUEUE_MAX_RETRIES; a dispatch can override it)
+    retry_delays:    seconds before each retry (default QUEUE_RETRY_DELAYS), with jitter
+    retry_on:        only these exception types are retried; anything else, and any
+                     PermanentError, fails the job at once
+    queue:           the queue its jobs go to (default QUEUE_NAME; a dispatch can override it)
+    time_limit:      seconds an attempt may run before its process is killed (default QUEUE_TASK_TIME_LIMIT)
+    soft_time_limit: seconds before SoftTimeLimitExceeded is raised in it (default QUEUE_TASK_SOFT_TIME_LIMIT)
+    schedule:        a cron expression: a job is dispatched on each slot (see pocketqueue.schedules)
+
+    Returns a Task: still the plain function, plus `.delay()`, `.dispatch()`,
+    `.dispatch_async()`, `.with_options()` and `.apply_async()`.
     """
     if max_retries is not None and not 0 <= max_retries <= 100:
         raise ValueError("max_retries must be from 0 to 100")
     delays = tuple(retry_delays) if retry_delays is not None else None
     if delays is not None and (not delays or any(delay <= 0 for delay in delays)):
         raise ValueError("retry_delays must be one or more positive numbers of seconds")
+    _check_limits(time_limit, soft_time_limit)
+    if queue is not None:
+        try:
+            check_queue_name(queue, "queue")
+        except InvalidRequest as exc:
+            raise ValueError(exc.detail) from None
 
-    def decorate(func: F) -> F:
+    def decorate(func: Callable[P, R]) -> Task[P, R]:
         spec = TaskSpec(
             name=name,
             func=func,
             max_retries=max_retries,
             retry_delays=delays,
             retry_on=tuple(retry_on) if retry_on is not None else (Exception,),
+            queue=queue,
+            time_limit=time_limit,
+            soft_time_limit=soft_time_limit,
         )
         register(spec)
+        if schedule is not None:
+            from pocketqueue.schedules.registry import register_task_schedule
+
+            register_task_schedule(name, schedule)
 
         def run(self: JobTask, *args: Any, **kwargs: Any) -> Any:
             return self.run_job(spec, args, kwargs)
@@ -286,8 +319,20 @@ def task(
         run.__name__ = run.__qualname__ = func.__name__
         run.__doc__ = func.__doc__
         # The job record is the result store (read through results.RecordBackend), so
-        # Celery's result backend is never written.
-        shared_task(name=name, base=JobTask, bind=True, ignore_result=True)(run)
-        return func
+        # Celery's result backend is never written. Time limits left None take the app's.
+        limits = {"time_limit": time_limit, "soft_time_limit": soft_time_limit}
+        celery_options: dict[str, Any] = {key: value for key, value in limits.items() if value is not None}
+        if queue is not None:
+            celery_options["queue"] = queue
+        shared_task(name=name, base=JobTask, bind=True, ignore_result=True, **celery_options)(run)
+        return Task(spec)
 
-    return cast(Callable[[F], F], decorate)
+    return decorate
+
+
+def _check_limits(time_limit: int | None, soft_time_limit: int | None) -> None:
+    for label, value in (("time_limit", time_limit), ("soft_time_limit", soft_time_limit)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{label} must be a whole number of seconds, at least 1")
+    if time_limit is not None and soft_time_limit is not None and soft_time_limit > time_limit:
+        raise ValueError(f"soft_time_limit ({soft_time_limit}) must not exceed time_limit ({time_limit})")
