@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,7 @@ def make_settings(redis_url: str, session_id: str, **overrides: Any) -> Settings
         "redis_url": redis_url,
         "queue_name": f"pqtest-{session_id}",
         "queue_key_prefix": f"pqtest-{session_id}",
-        "task_modules": ["pq_test_tasks"],
+        "task_modules": ["pq_test_tasks", "pq_client_tasks"],
         "queue_recovery_seconds": 6,  # 3 s leases, a janitor sweep every 0.5 s
         "queue_max_retries": 0,  # tests about retries ask for them
         "queue_retry_delays": [0.3, 0.6],
@@ -84,6 +84,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env.update(
         REDIS_URL=settings.resolved_redis_url(),
         QUEUE_NAME=settings.queue_name,
+        WORKER_QUEUES=",".join(settings.worker_queues),
         QUEUE_KEY_PREFIX=settings.queue_key_prefix,
         TASK_MODULES=",".join(settings.task_modules),
         QUEUE_RECOVERY_SECONDS=str(settings.queue_recovery_seconds),
@@ -107,12 +108,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class WorkerProcess:
     """A real `python -m pocketqueue worker` child process."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: Settings, log_path: Path, args: Sequence[str] = ()) -> None:
         self.settings = settings
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pocketqueue", "worker"],
+            [sys.executable, "-m", "pocketqueue", "worker", *args],
             env=settings_env(settings),
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -149,12 +150,12 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[Callable[[Settings], WorkerProcess]]:
-    """Start workers for a test (stopped at its end)."""
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start workers for a test (stopped at its end): `start_worker(settings, *worker_args)`."""
     started: list[WorkerProcess] = []
 
-    def start(settings: Settings) -> WorkerProcess:
-        worker = WorkerProcess(settings, tmp_path / f"worker-{len(started)}.log")
+    def start(settings: Settings, *args: str) -> WorkerProcess:
+        worker = WorkerProcess(settings, tmp_path / f"worker-{len(started)}.log", args)
         started.append(worker)
         worker.wait_ready()
         return worker

@@ -57,6 +57,12 @@ class Keys:
         # String with a TTL, refreshed by each live worker: who is consuming right now.
         return f"{self.prefix}:worker:{name}"
 
+    @property
+    def queues(self) -> str:
+        # Set of every queue name a job was sent to (create.lua). No TTL: bounded by the
+        # queue names a deployment uses, which it chooses, not by the number of jobs.
+        return f"{self.prefix}:queues"
+
     def published(self, queue_list: str) -> str:
         # Sorted set of the queued jobs whose message went to `queue_list`, by when (Redis
         # server time). A job leaves it when it starts or ends, so it holds only queued jobs.
@@ -79,6 +85,13 @@ class Keys:
         # String with a short TTL: the worker whose janitor leads (see jobs/lua/lead.lua);
         # renewed every tick while that worker lives, deleted when it stops.
         return f"{self.prefix}:janitor"
+
+    def schedule_state(self, name: str) -> str:
+        # Hash, one per declared schedule: the last slot handled, the last one fired and its
+        # job, whether it is paused (pocketqueue/schedules/state.py). Expires 30 days after
+        # the leader last touched it (it touches every declared one hourly), so a schedule
+        # removed from the code leaves nothing behind.
+        return f"{self.prefix}:schedules:{name}"
 
     def reply(self, token: str) -> str:
         # String with a 60 s TTL: what a script answered to the call with this request

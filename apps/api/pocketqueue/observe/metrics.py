@@ -116,7 +116,8 @@ async def read_snapshot(redis: Redis, keys: Keys, settings: Settings) -> Snapsho
         for host in await prune_hosts(redis, keys, stale, now - HOST_KEPT_SECONDS):
             del last_write[host]
     workers = await read_workers(redis, keys, settings)
-    queues = sorted({settings.queue_name, *(queue for worker in workers for queue in worker.queues)})
+    sent_to: set[str] = await redis.smembers(keys.queues)  # type: ignore[assignment]  # every queue a job was sent to
+    queues = sorted({settings.queue_name, *sent_to, *(queue for worker in workers for queue in worker.queues)})
     hosts = list(last_write)
     async with redis.pipeline(transaction=False) as pipe:
         for host in hosts:

@@ -55,8 +55,10 @@ class QueueDepth(BaseModel):
         description="Messages in each priority's broker list (LLEN): the queued jobs' messages, and any the "
         "broker holds for jobs no longer waiting (redelivered while running, or cancelled)"
     )
-    scheduled: int = Field(description="Jobs delayed until their run time")
-    retrying: int = Field(description="Jobs waiting out a retry backoff")
+    # One schedule serves every queue, and it is not split by queue: these two count all
+    # queues' jobs (the same number on each queue).
+    scheduled: int = Field(description="Jobs delayed until their run time (all queues together)")
+    retrying: int = Field(description="Jobs waiting out a retry backoff (all queues together)")
     oldest_waiting_seconds: float | None = Field(
         description="How long the longest-waiting queued job has waited (null: none waiting)"
     )
@@ -91,9 +93,11 @@ class QueueStats(BaseModel):
     dead_letters: int = Field(description="Failed jobs in the dead-letter set")
 
 
-async def read_stats(redis: Redis, keys: Keys, queue: str) -> QueueStats:
-    """The stats of `queue` (named queues will add more) and of the whole deployment."""
-    lists = queue_lists(queue)
+async def read_stats(redis: Redis, keys: Keys, default_queue: str) -> QueueStats:
+    """The stats of every queue a job was sent to (and `default_queue`), and of the whole deployment."""
+    sent_to: set[str] = await redis.smembers(keys.queues)  # type: ignore[assignment]  # decoded replies
+    names = sorted({default_queue, *sent_to})
+    lists = [name for queue in names for name in queue_lists(queue)]
     async with redis.pipeline(transaction=False) as pipe:
         pipe.time()
         pipe.zrange(keys.metrics(), 0, -1)
@@ -108,24 +112,28 @@ async def read_stats(redis: Redis, keys: Keys, queue: str) -> QueueStats:
         (seconds, micros), hosts, *rest = await pipe.execute()
     now = int(seconds) + int(micros) / 1_000_000
     n = len(lists)
-    queued = [int(count) for count in rest[:n]]
-    oldest = [float(rows[0][1]) for rows in rest[n : 2 * n] if rows]
-    lengths = [int(length) for length in rest[2 * n : 3 * n]]
     statuses = dict(zip(JobStatus, map(int, rest[3 * n :]), strict=True))
-
     minutes, task_runtimes = await _recent(redis, keys, minutes_up_to(now, MINUTES_READ), hosts)
-    depth = QueueDepth(
-        name=queue,
-        depth=dict(zip(PRIORITIES, queued, strict=True)),
-        waiting=sum(queued),
-        messages=dict(zip(PRIORITIES, lengths, strict=True)),
-        scheduled=statuses[JobStatus.SCHEDULED],
-        retrying=statuses[JobStatus.RETRYING],
-        oldest_waiting_seconds=max(0.0, now - min(oldest)) if oldest else None,
-    )
+    per_queue = len(PRIORITIES)
+    depths = []
+    for index, queue in enumerate(names):
+        part = slice(index * per_queue, (index + 1) * per_queue)
+        queued = [int(count) for count in rest[:n][part]]
+        oldest = [float(rows[0][1]) for rows in rest[n : 2 * n][part] if rows]
+        lengths = [int(length) for length in rest[2 * n : 3 * n][part]]
+        depth = QueueDepth(
+            name=queue,
+            depth=dict(zip(PRIORITIES, queued, strict=True)),
+            waiting=sum(queued),
+            messages=dict(zip(PRIORITIES, lengths, strict=True)),
+            scheduled=statuses[JobStatus.SCHEDULED],
+            retrying=statuses[JobStatus.RETRYING],
+            oldest_waiting_seconds=max(0.0, now - min(oldest)) if oldest else None,
+        )
+        depths.append(depth)
     return QueueStats(
         at=datetime.fromtimestamp(now, tz=UTC),
-        queues=[depth],
+        queues=depths,
         statuses=statuses,
         throughput=[throughput(minutes, now, window) for window in WINDOWS_MINUTES],
         runtimes=[runtime_percentiles(task, samples) for task, samples in sorted(task_runtimes.items())],

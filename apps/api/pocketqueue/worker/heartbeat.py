@@ -59,7 +59,7 @@ def describe(name: str, settings: Settings, now: float) -> dict[str, Any]:
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "concurrency": activity.concurrency(settings.worker_concurrency),
-        "queues": list(activity.queues) or [settings.queue_name],
+        "queues": list(activity.queues) or settings.consumed_queues,
         # Which tasks this worker runs: a job for a task it lacks is handed back while
         # some live worker has it (see signals.py).
         "tasks": registered_names(),

@@ -34,6 +34,7 @@ from pocketqueue.jobs.message import message_for
 from pocketqueue.jobs.models import JobError
 from pocketqueue.jobs.payload import PayloadError
 from pocketqueue.observe.celery_events import announce_failed, announce_retried
+from pocketqueue.schedules.firing import fire_due_schedules
 from pocketqueue.worker import heartbeat
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ class Janitor:
             self.recover_orphans()
             self.republish_lost()
             self._next_sweep = now + settings.janitor_interval
+        fire_due_schedules(self.app)  # periodic jobs: each due slot once (pocketqueue/schedules/firing.py)
 
     def publish_due(self, now: float, batch: int = 200, most: int = 5000) -> int:
         """Publish due jobs, a batch at a time, at most `most` per tick (the rest go next tick)."""
@@ -192,7 +194,11 @@ class Janitor:
         # A message on its way from the list to a worker's hands is not lost: wait a lease.
         grace = settings.lease_seconds
         republished = 0
-        for queue_list in queue_lists(settings.queue_name):
+        # Every queue a job was sent to (create.lua notes each), consumed here or not: a
+        # message lost from a queue no worker consumes yet is back when one does.
+        sent_to: set[str] = store.redis.smembers(store.keys.queues)  # type: ignore[assignment]  # decoded
+        queues = sorted({settings.queue_name, *sent_to})
+        for queue_list in (name for queue in queues for name in queue_lists(queue)):
             for job_id in store.lost_messages(queue_list, grace):
                 job = store.get(job_id)
                 if job is None:

@@ -1,5 +1,6 @@
 -- create.lua
--- ARGV: prefix, job_id, now, message, list, run_at ('' = now), idempotency key,
+-- ARGV: prefix, job_id, now, message, list ('' with no run_at: a worker adopting a message
+--       it already holds, so nothing is published), run_at ('' = now), idempotency key,
 --       fingerprint, idempotency ttl, unique key, then the record's field/value pairs.
 -- Returns {'created'|'duplicate'|'conflict'|'unique', job id}. 'duplicate': the same
 -- idempotency key and body made that job; 'conflict': the key made it from another body;
@@ -41,7 +42,7 @@ local status = 'queued'
 if ARGV[6] ~= '' then
   status = 'scheduled'
   redis.call('ZADD', key('schedule'), ARGV[6], job_id)
-else
+elseif ARGV[5] ~= '' then
   publish(ARGV[5], ARGV[4])
 end
 redis.call('ZADD', key('index', status), now, job_id)
@@ -49,5 +50,7 @@ list_job(now, rec)
 emit({job = job_id, type = 'status', status = status, task = rec.task, attempt = '0', progress = '0', step = '',
   at = now})
 count('', 'sent\t' .. rec.task .. '\t' .. (rec.queue or ''))
+-- Every queue a job was sent to: the janitor sweeps each for lost messages, stats show each.
+if rec.queue then redis.call('SADD', key('queues'), rec.queue) end
 touch('', now)
 return {'created', job_id}
