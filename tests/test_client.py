@@ -44,6 +44,8 @@ def test_a_plain_script_dispatches_waits_and_cancels(settings: Settings, worker:
     assert seen["nested"] == [9, True]  # a task that dispatches another and waits for it
     assert seen["limited"] == ["SoftTimeLimitExceeded", True]  # the task's own soft_time_limit (1 s)
     assert seen["refused"] == ["InvalidArguments", "InvalidRequest", "InvalidRequest", "InvalidRequest"]
+    assert seen["forked_child"] == 0
+    assert seen["parent_after_fork"] == 10
 
 
 def test_async_callers_never_block_the_loop(settings: Settings, worker: WorkerProcess) -> None:

@@ -7,6 +7,7 @@ prints what it saw as one JSON object.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from pocketqueue import Client, JobFailed, JobTimeout, QueueError
@@ -62,4 +63,11 @@ for attempt in (
     except QueueError as exc:
         refused.append(type(exc).__name__)
 out["refused"] = refused
+# A client made before a fork (gunicorn --preload, a prefork pool) works in the child.
+pid = os.fork()
+if pid == 0:
+    code = 0 if client.dispatch("tests.add", kwargs={"a": 3, "b": 4}).result(timeout=30)["sum"] == 7 else 1
+    os._exit(code)
+out["forked_child"] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+out["parent_after_fork"] = client.dispatch("tests.add", kwargs={"a": 5, "b": 5}).result(timeout=30)["sum"]
 print(json.dumps(out))
