@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import redis
 from pq_client_tasks import ROUTED_QUEUE
 
@@ -80,3 +81,16 @@ def _job(client: Client, job_id: str) -> Job:
     job = client.get(job_id)
     assert job is not None
     return job
+
+
+async def test_http_dispatch_takes_a_queue(client: httpx.AsyncClient) -> None:
+    sent = await client.post("/api/queue/dispatch", json={"task": "tests.add", "args": [1, 2], "queue": "http-q"})
+    assert sent.status_code == 202, sent.text
+    assert sent.json()["queue"] == "http-q"
+    routed = await client.post("/api/queue/dispatch", json={"task": "tests.client.routed"})
+    assert routed.json()["queue"] == ROUTED_QUEUE  # the task's own queue
+    for bad in ("a:b", "a,b", "a b", "", "x" * 101):
+        refused = await client.post("/api/queue/dispatch", json={"task": "tests.add", "args": [1, 2], "queue": bad})
+        assert refused.status_code == 422, bad
+    for job in (sent.json(), routed.json()):
+        assert (await client.delete(f"/api/queue/cancel/{job['job_id']}")).status_code == 200

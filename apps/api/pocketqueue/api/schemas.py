@@ -8,7 +8,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 
 from pocketqueue.errors import InvalidRequest
 from pocketqueue.jobs.models import Job, Priority
-from pocketqueue.jobs.request import MAX_DELAY_SECONDS, MAX_KEY_LENGTH, DispatchRequest
+from pocketqueue.jobs.request import MAX_DELAY_SECONDS, MAX_KEY_LENGTH, QUEUE_PATTERN, DispatchRequest
 from pocketqueue.nodes.job_redrive import RedriveReport
 from pocketqueue.observe.position import QueuePosition
 from pocketqueue.observe.stats import QueueStats
@@ -69,6 +69,13 @@ class JobCreate(BaseModel):
         "printable characters); find the job by them with `GET /jobs?tag=name:value`",
         examples=[{"book_id": "42"}],
     )
+    queue: str | None = Field(
+        default=None,
+        pattern=QUEUE_PATTERN,
+        description="The queue to run it on (default: the task's own, else QUEUE_NAME); "
+        "workers consume the queues given by WORKER_QUEUES / `worker --queues`",
+        examples=["videos"],
+    )
 
     @field_validator("eta", mode="before")
     @classmethod
@@ -94,6 +101,7 @@ class JobCreate(BaseModel):
             idempotency_key=idempotency_key or self.idempotency_key,
             unique_key=self.unique_key,
             tags=self.tags,
+            queue=self.queue,
         )
 
 
