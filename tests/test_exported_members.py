@@ -20,7 +20,9 @@ def test_top_level_exports() -> None:
         "PermanentError",
         "Priority",
         "QueueError",
+        "Schedule",
         "Task",
+        "schedule",
         "task",
     ]
     for name in pocketqueue.__all__:  # every name resolves (the clients are loaded on first use)
@@ -39,6 +41,10 @@ def test_node_exports() -> None:
         "RedisProbeNode",
         "RedriveFilter",
         "RedriveReport",
+        "ScheduleLookupNode",
+        "SchedulePauseNode",
+        "ScheduleStateNode",
+        "ScheduleTriggerNode",
         "TaskCancelNode",
         "TaskStatusMonitorNode",
         "WorkerPingNode",
@@ -57,6 +63,9 @@ def test_flow_factories() -> None:
         "create_listing_flow",
         "create_redis_probe_flow",
         "create_redrive_flow",
+        "create_schedule_pause_flow",
+        "create_schedule_trigger_flow",
+        "create_schedules_flow",
         "create_status_flow",
         "create_workers_flow",
     ]

@@ -195,6 +195,10 @@ async def test_operation_ids_are_the_handler_names(spec: dict[str, Any]) -> None
             "stream_events",
             "probe_redis",
             "create_debug_job",
+            "list_schedules",
+            "pause_schedule",
+            "resume_schedule",
+            "trigger_schedule",
         ]
     )
 

@@ -17,6 +17,7 @@ from pocketqueue.client.task import Task
 from pocketqueue.errors import JobFailed, JobTimeout, QueueError
 from pocketqueue.jobs.models import Priority
 from pocketqueue.jobs.registry import PermanentError
+from pocketqueue.schedules import Schedule, schedule
 from pocketqueue.worker.tasks import JobCancelled, JobContext, task
 
 if TYPE_CHECKING:
@@ -35,7 +36,9 @@ __all__ = [
     "PermanentError",
     "Priority",
     "QueueError",
+    "Schedule",
     "Task",
+    "schedule",
     "task",
 ]
 

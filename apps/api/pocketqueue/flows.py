@@ -14,6 +14,9 @@ concurrent runs; the API builds each once (`shared_flow`).
     create_workers_flow()            "read" | "unavailable"
     create_health_flow()             "read" | "pinged" | "unavailable"  (pinged: shared["ping"] asked)
     create_redis_probe_flow()        "probed" | "unavailable"
+    create_schedules_flow()          "read" | "unavailable"
+    create_schedule_pause_flow()     "read" | "rejected" | "unavailable"  (shared["paused"]: pause or resume)
+    create_schedule_trigger_flow()   "dispatched" | "rejected" | "unavailable"
 
 From your own pipeline:
 
@@ -40,6 +43,10 @@ from pocketqueue.nodes import (
     JobRedriveNode,
     RedisConnectionNode,
     RedisProbeNode,
+    ScheduleLookupNode,
+    SchedulePauseNode,
+    ScheduleStateNode,
+    ScheduleTriggerNode,
     TaskCancelNode,
     TaskStatusMonitorNode,
     WorkerPingNode,
@@ -104,6 +111,31 @@ def create_health_flow() -> AsyncFlow:
 
 def create_redis_probe_flow() -> AsyncFlow:
     return _after_redis_check(RedisProbeNode(), max_age=0)
+
+
+def create_schedules_flow() -> AsyncFlow:
+    """Every declared schedule with its state (paused, last fired slot and job, next run)."""
+    return _after_redis_check(ScheduleStateNode())
+
+
+def create_schedule_pause_flow() -> AsyncFlow:
+    """Find `shared["schedule_name"]`, pause or resume it (`shared["paused"]`), then read it back."""
+    lookup = ScheduleLookupNode()
+    pause = SchedulePauseNode()
+    lookup - "found" >> pause
+    lookup - "rejected" >> EndNode("rejected")
+    pause - "written" >> ScheduleStateNode()
+    return _after_redis_check(lookup)
+
+
+def create_schedule_trigger_flow() -> AsyncFlow:
+    """Find `shared["schedule_name"]` and dispatch a run of it now (a job outside its slots)."""
+    lookup = ScheduleLookupNode()
+    trigger = ScheduleTriggerNode()
+    lookup - "found" >> trigger
+    lookup - "rejected" >> EndNode("rejected")
+    trigger - "request" >> CeleryTaskDispatchNode()
+    return _after_redis_check(lookup)
 
 
 @cache

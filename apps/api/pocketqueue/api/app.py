@@ -11,7 +11,18 @@ from fastapi.routing import APIRoute
 from pocketqueue.api.body_limit import BodyLimitMiddleware
 from pocketqueue.api.openapi import install_contract
 from pocketqueue.api.problems import install_problem_handlers
-from pocketqueue.api.routes import dead_letter, events, health, jobs, listing, metrics, stats, testing, workers
+from pocketqueue.api.routes import (
+    dead_letter,
+    events,
+    health,
+    jobs,
+    listing,
+    metrics,
+    schedules,
+    stats,
+    testing,
+    workers,
+)
 from pocketqueue.config import Settings, get_settings
 from pocketqueue.runtime import open_runtime
 
@@ -49,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dead_letter.router,
         health.router,
         workers.router,
+        schedules.router,
         testing.router,
     ):
         app.include_router(router, prefix="/api/queue")

@@ -46,9 +46,11 @@ class Client:
     would send it (a worker fails it as TaskNotRegistered if none has it).
     """
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, celery: PocketQueueCelery | None = None) -> None:
         self.settings = settings or get_settings()
         self.keys = Keys(self.settings.queue_key_prefix)
+        if celery is not None:  # a worker's own app (made once per process) serves as well
+            self.__dict__["celery"] = celery
 
     @cached_property
     def redis(self) -> redis.Redis:

@@ -18,6 +18,9 @@ The shared store they read and write:
     ping           ask WorkerRegistryNode for a broadcast ping too (WorkerPingNode)
     workers, probe health results (workers: the names that answered the ping)
     query, page    a listing query (JobQuery) and the page found (JobListNode)
+    schedule_name  a schedule's name (input to ScheduleLookupNode); schedule: the Schedule found
+    paused         pause (True) or resume (False) `schedule` (input to SchedulePauseNode)
+    schedules      ScheduleViews: every declared schedule, or `schedule` alone (ScheduleStateNode)
 """
 
 from pocketqueue.jobs.request import DispatchRequest
@@ -27,6 +30,10 @@ from pocketqueue.nodes.job_listing import JobListNode
 from pocketqueue.nodes.job_redrive import JobRedriveNode, RedriveFilter, RedriveReport
 from pocketqueue.nodes.redis_connection import RedisConnectionNode
 from pocketqueue.nodes.redis_probe import RedisProbeNode
+from pocketqueue.nodes.schedule_lookup import ScheduleLookupNode
+from pocketqueue.nodes.schedule_pause import SchedulePauseNode
+from pocketqueue.nodes.schedule_state import ScheduleStateNode
+from pocketqueue.nodes.schedule_trigger import ScheduleTriggerNode
 from pocketqueue.nodes.status_monitor import TaskStatusMonitorNode
 from pocketqueue.nodes.task_cancel import TaskCancelNode
 from pocketqueue.nodes.task_dispatch import CeleryTaskDispatchNode
@@ -44,6 +51,10 @@ __all__ = [
     "RedisProbeNode",
     "RedriveFilter",
     "RedriveReport",
+    "ScheduleLookupNode",
+    "SchedulePauseNode",
+    "ScheduleStateNode",
+    "ScheduleTriggerNode",
     "TaskCancelNode",
     "TaskStatusMonitorNode",
     "WorkerPingNode",

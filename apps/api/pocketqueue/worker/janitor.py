@@ -34,6 +34,7 @@ from pocketqueue.jobs.message import message_for
 from pocketqueue.jobs.models import JobError
 from pocketqueue.jobs.payload import PayloadError
 from pocketqueue.observe.celery_events import announce_failed, announce_retried
+from pocketqueue.schedules.firing import fire_due_schedules
 from pocketqueue.worker import heartbeat
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ class Janitor:
             self.recover_orphans()
             self.republish_lost()
             self._next_sweep = now + settings.janitor_interval
+        fire_due_schedules(self.app)  # periodic jobs: each due slot once (pocketqueue/schedules/firing.py)
 
     def publish_due(self, now: float, batch: int = 200, most: int = 5000) -> int:
         """Publish due jobs, a batch at a time, at most `most` per tick (the rest go next tick)."""
