@@ -57,6 +57,7 @@ class Bounds:
             "stats:<minute>": ("HLEN", FINAL_STATUSES, STATS_TTL),
             "runtimes:<task>": ("LLEN", RUNTIMES_MOST, WEEK),
             "workers": ("ZCARD (live workers)", self.live_workers, None),
+            "queues": ("SCARD (queue names used)", self.queues, None),
         }
         what, most, longest = limits[kind]
         text = f"{what} <= {most:,}" + (f", 0 < TTL <= {longest:,}" if longest else "")
@@ -84,6 +85,8 @@ def bounded_kind(key: str, keys: Keys) -> str | None:
         return "metrics"
     if key == keys.workers:
         return "workers"
+    if key == keys.queues:
+        return "queues"
     for kind, start in (
         ("metrics:<host>", keys.metrics("")),
         ("stats:<minute>", keys.stats_minute(0)[:-1]),
@@ -94,7 +97,7 @@ def bounded_kind(key: str, keys: Keys) -> str | None:
     return None
 
 
-LENGTH = {"stream": "XLEN", "hash": "HLEN", "list": "LLEN", "zset": "ZCARD"}
+LENGTH = {"stream": "XLEN", "hash": "HLEN", "list": "LLEN", "zset": "ZCARD", "set": "SCARD"}
 
 
 def read_bounded(client: redis.Redis, keys: Keys, names: Iterable[str], bounds: Bounds) -> list[BoundedKey]:
@@ -108,7 +111,7 @@ def read_bounded(client: redis.Redis, keys: Keys, names: Iterable[str], bounds: 
         replies = pipe.execute()
     types = [str(t) for t in replies[0::3]]
     with client.pipeline(transaction=False) as pipe:  # the length command fitting each type
-        length_of = {"stream": pipe.xlen, "hash": pipe.hlen, "list": pipe.llen, "zset": pipe.zcard}
+        length_of = {"stream": pipe.xlen, "hash": pipe.hlen, "list": pipe.llen, "zset": pipe.zcard, "set": pipe.scard}
         for (name, _), key_type in zip(found, types, strict=True):
             length_of.get(key_type, pipe.exists)(name)
         lengths = pipe.execute()

@@ -29,6 +29,7 @@ import redis
 from redis.asyncio import Redis as AsyncRedis
 
 from pocketqueue.embedded import free_port, redis_server_binary
+from pocketqueue.jobs.dispatch import Planned
 from pocketqueue.jobs.keys import Keys
 from pocketqueue.jobs.models import Job, JobStatus
 from pocketqueue.jobs.store import JobStore
@@ -84,7 +85,7 @@ def create(port: int, keys: Keys, job_ids: list[str]) -> None:
         store = JobStore(client, keys, QUEUE)
         for job_id in job_ids:
             job = Job(job_id=job_id, task="pocketqueue.debug", status=JobStatus.QUEUED, created_at=datetime.now(UTC))
-            await store.create(job, f'{{"id": "{job_id}"}}', QUEUE, 86_400)
+            await store.create(Planned(job, f'{{"id": "{job_id}"}}', QUEUE, None), 86_400)
         await client.aclose()
 
     asyncio.run(run())

@@ -20,6 +20,7 @@ import redis
 
 from conftest import WorkerProcess, wait_until
 from pocketqueue.config import Settings
+from pocketqueue.jobs.dispatch import Planned
 from pocketqueue.jobs.keys import Keys, queue_list
 from pocketqueue.jobs.message import build_message, message_for
 from pocketqueue.jobs.models import Job, JobError, JobStatus
@@ -82,7 +83,7 @@ async def plant(
         if redelivered:
             envelope["headers"]["redelivered"] = envelope["properties"]["delivery_info"]["redelivered"] = True
         message = json.dumps(envelope)
-        created = await runtime.store.create(job, message, list_name, settings.queue_job_ttl_seconds)
+        created = await runtime.store.create(Planned(job, message, list_name, None), settings.queue_job_ttl_seconds)
     assert created.outcome == "created"
     return job.job_id
 
