@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -11,7 +12,7 @@ from wrk import WrkResult
 
 PQ_TASK = "pocketqueue.debug"
 PQ_DISPATCH = "/api/queue/dispatch"
-PHASES = ("dispatch", "latency", "drain", "soak")
+PHASES = ("dispatch", "delay", "latency", "drain", "drain-async", "soak")
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,9 @@ class Options:
     latency_warmup: int = 20
     drain_jobs: int = 10_000
     drain_timeout: float = 300.0
+    delay_jobs: int = 5_000  # per run of in-process `.delay()`
+    delay_runs: int = 3
+    drain_async_runs: int = 1  # each an async then a sync no-op drain (~1.5 min); 3 for a median
     soak: int = 200_000
     soak_seconds: float = 900.0  # a safety bound: 200,000 dispatches took 4.5-7.5 min on 2 cores
     naive_soak: int = 200_000
@@ -43,6 +47,7 @@ class Options:
             samples=50,
             latency_warmup=5,
             drain_jobs=1_000,
+            delay_jobs=1_000,
             soak=10_000,
             soak_seconds=60.0,
             naive_soak=5_000,
@@ -98,6 +103,20 @@ class DrainRun:
 
 
 @dataclass
+class DelayRun:
+    """In-process dispatch from one thread: jobs/s of each run."""
+
+    label: str
+    jobs: int
+    rates: list[float]
+    redis_us: list[float]  # CPU time of Redis's main thread per job (INFO cpu), each run
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rates) if self.rates else 0.0
+
+
+@dataclass
 class SoakRun:
     target: Target
     requested: int
@@ -116,6 +135,8 @@ class Results:
     latency: dict[str, list[float]] = field(default_factory=dict)
     drain: dict[str, DrainRun] = field(default_factory=dict)
     soak: dict[str, SoakRun] = field(default_factory=dict)
+    delay: dict[str, DelayRun] = field(default_factory=dict)
+    drain_async: dict[str, list[DrainRun]] = field(default_factory=dict)  # "async" and "sync" runs
     code: tuple[str, str] = ("", "")  # code_version() when the run started, and when it ended
     # Per phase: the share of the machine's CPU used by processes this run did not start.
     other_cpu: dict[str, float] = field(default_factory=dict)

@@ -9,7 +9,17 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from loadgen import percentile
-from model import NAIVE_ASYNC_TARGET, NAIVE_TARGET, PHASES, PQ_TARGET, DispatchRun, Options, Results, SoakRun
+from model import (
+    NAIVE_ASYNC_TARGET,
+    NAIVE_TARGET,
+    PHASES,
+    PQ_TARGET,
+    DispatchRun,
+    DrainRun,
+    Options,
+    Results,
+    SoakRun,
+)
 from pocketqueue.embedded import redis_server_binary
 from procs import machine_summary
 
@@ -27,10 +37,14 @@ def render(results: Results, seconds: float) -> str:
     ]
     if results.dispatch:
         sections.append(dispatch_section(results))
+    if results.delay:
+        sections.append(delay_section(results))
     if results.latency:
         sections.append(latency_section(results))
     if results.drain:
         sections.append(drain_section(results))
+    if results.drain_async:
+        sections.append(drain_async_section(results))
     if results.soak:
         sections.append(soak_section(results))
     sections.append(method_section(options))
@@ -155,9 +169,56 @@ def summary(results: Results) -> str:
                 verdict(pq_drain.rate >= 0.9 * celery_drain.rate),
             ]
         )
+    rows.extend(delay_summary_rows(results))
+    rows.extend(drain_async_summary_rows(results))
     rows.extend(soak_summary_rows(results))
     header = ["Measurement", "PocketQueue", "Baseline", "Ratio", "Target", "Result"]
     return "## Summary\n\n" + table(header, rows, "lrrrll")
+
+
+def delay_summary_rows(results: Results) -> list[list[str]]:
+    """Ours against each other way of enqueueing from Python: the target is faster than each."""
+    ours = results.delay.get("pocketqueue")
+    if ours is None:
+        return []
+    baselines = {
+        "celery": "Celery `delay`, result backend",
+        "celery_no_backend": "Celery `delay`, no backend",
+        "rq": "RQ `enqueue`",
+    }
+    return [
+        [
+            f"In-process `.delay()`, one thread, {ours.jobs:,} jobs x {len(ours.rates)}",
+            f"{ours.median:,.0f} jobs/s",
+            f"{theirs.median:,.0f} jobs/s ({label})",
+            ratio(ours.median, theirs.median),
+            "> 1x",
+            verdict(ours.median > theirs.median),
+        ]
+        for name, label in baselines.items()
+        if (theirs := results.delay.get(name)) is not None
+    ]
+
+
+def drain_async_summary_rows(results: Results) -> list[list[str]]:
+    runs_async, runs_sync = results.drain_async.get("async"), results.drain_async.get("sync")
+    if not runs_async or not runs_sync:
+        return []
+    rate_async, rate_sync = median_rate(runs_async), median_rate(runs_sync)
+    return [
+        [
+            f"Worker drain, {runs_async[0].jobs:,} `async def` no-op jobs",
+            f"{rate_async:,.0f} jobs/s",
+            f"{rate_sync:,.0f} jobs/s (`def` no-op)",
+            ratio(rate_async, rate_sync),
+            "reported",
+            "",
+        ]
+    ]
+
+
+def median_rate(runs: Sequence[DrainRun]) -> float:
+    return statistics.median(run.rate for run in runs)
 
 
 def soak_summary_rows(results: Results) -> list[list[str]]:
@@ -275,6 +336,39 @@ def drain_section(results: Results) -> str:
     return "## 3. Worker drain\n\n" + table(header, rows)
 
 
+def delay_section(results: Results) -> str:
+    ours = results.delay.get("pocketqueue")
+    rows = [
+        [
+            run.label,
+            f"{run.jobs:,}",
+            ", ".join(f"{rate:,.0f}" for rate in run.rates),
+            f"{run.median:,.0f}",
+            ratio(ours.median, run.median) if ours is not None and run is not ours else "",
+            f"{statistics.median(run.redis_us):,.0f} us" if run.redis_us else "",
+        ]
+        for run in results.delay.values()
+    ]
+    header = ["From one Python thread (no worker)", "jobs per run", "jobs/s per run", "median jobs/s", "ours/theirs"]
+    header.append("Redis CPU per job")
+    return "## 1b. In-process dispatch (`.delay()`)\n\n" + table(header, rows)
+
+
+def drain_async_section(results: Results) -> str:
+    labels = {"async": "`async def` no-op (one event loop per pool process)", "sync": "`def` no-op"}
+    rows = [
+        [
+            labels[kind],
+            f"{runs[0].jobs:,}",
+            ", ".join(f"{run.rate:,.0f}" for run in runs),
+            f"{median_rate(runs):,.0f}",
+        ]
+        for kind, runs in results.drain_async.items()
+    ]
+    header = ["PocketQueue task (one worker, concurrency 2)", "jobs", "jobs/s per run", "median jobs/s"]
+    return "## 3b. Worker drain, async tasks\n\n" + table(header, rows)
+
+
 def soak_section(results: Results) -> str:
     rows = []
     for run in results.soak.values():
@@ -325,6 +419,17 @@ def method_section(options: Options) -> str:
         "(prefork, concurrency 2, late acks, prefetch 1, JSON) started; timed from Celery's `worker_ready` "
         "signal until every job is done (PocketQueue: all records in the completed index; Celery: queue "
         "and `unacked` empty). Jobs/s counts only jobs finished after ready.",
+        "delay": f"- In-process dispatch: a child process with the settings in its environment calls, from one "
+        f"thread, {options.delay_jobs:,} times per run: a `@task` no-op's `.delay()` (bench/bench_tasks.py, "
+        "through the default Client), the plain Celery app's `task.delay()` (with its Redis result backend, "
+        "which subscribes to each task's result channel, and with none) and RQ's `Queue.enqueue(func)`, all "
+        f"on the run's Redis, no worker running; one warm-up run each, then {options.delay_runs} rounds, "
+        "the systems interleaved within each round (bench/delay.py). The median run is reported; "
+        "Redis CPU per job is what Redis's main thread used (INFO cpu: commands, scripts, network, AOF "
+        "writes); one thread waits on each reply, so most of it is on the caller's clock.",
+        "drain-async": f"- Async drain: as the drain, {options.drain_jobs:,} jobs of bench/bench_tasks.py's "
+        "`async def` no-op, then of its `def` twin (TASK_MODULES=bench_tasks), alternating, "
+        f"{options.drain_async_runs} run(s) each; the median run is reported.",
         "soak": f"- Soak: the same closed loop until {options.soak:,} dispatches (naive: {options.naive_soak:,}, "
         f"capped at {options.naive_soak_seconds:.0f} s), VmRSS of the API process sampled every "
         f"{options.rss_interval:.0f} s; a stall is a request slower than {STALL_SECONDS:.0f} s. "

@@ -1,6 +1,6 @@
 """PocketQueue benchmark: PocketQueue side by side with a naive FastAPI + Celery setup.
 
-    .venv/bin/python bench/run.py            # the full run (8-11 min on 2 cores; most is the soak)
+    .venv/bin/python bench/run.py            # the full run (10-13 min on 2 cores; most is the soak)
     .venv/bin/python bench/run.py --quick    # a ~1.5 minute smoke run; --soak N shortens the soak
 
 Everything runs on this machine against a Redis the run starts itself on a free
@@ -8,8 +8,10 @@ loopback port (never an existing one), with the API and worker processes as chil
 every process started is stopped at the end, also on Ctrl-C or an error. Measures:
 
 1. dispatch: HTTP dispatch throughput, closed loop, no worker running;
+   delay: in-process `.delay()` from one thread vs Celery's `delay` and RQ's `enqueue`;
 2. latency: dispatch-to-result, sequential, with a worker running;
 3. drain: how fast one worker (concurrency 2) empties a queue of no-op jobs;
+   drain-async: the same with an `async def` no-op task, against a sync one;
 4. soak: the API's memory and stalls over many dispatches.
 
 The markdown report is printed and also written under bench/results/.
@@ -37,6 +39,7 @@ from typing import Any
 import redis
 from pydantic import SecretStr
 
+import delay
 import report
 import wrk
 from loadgen import HttpConnection, LoadGenerator, LoadResult, encode_request
@@ -47,6 +50,7 @@ from model import (
     PQ_DISPATCH,
     PQ_TARGET,
     PQ_TASK,
+    DelayRun,
     DispatchRun,
     DrainRun,
     Options,
@@ -115,9 +119,9 @@ class Bench:
         env = self.env(API_HOST=HOST, API_PORT=str(port))
         return Service(f"{target.name}-api-{port}", argv, env, self.work_dir, self.logs)
 
-    def worker(self, kind: str, ready_file: Path) -> Service:
+    def worker(self, kind: str, ready_file: Path, **extra_env: str) -> Service:
         argv = [sys.executable, str(BENCH_DIR / "worker_entry.py"), kind, str(ready_file)]
-        return Service(f"{kind}-worker", argv, self.env(), self.work_dir, self.logs)
+        return Service(f"{kind}-worker", argv, self.env(**extra_env), self.work_dir, self.logs)
 
     @contextmanager
     def running(self, service: Service) -> Iterator[Service]:
@@ -197,6 +201,22 @@ def wrk_load(bench: Bench, port: int, target: Target, options: Options) -> wrk.W
     threads = min(2, options.clients)
     wrk.run_wrk(url, target.body, options.clients, 1.0, threads, bench.work_dir)  # warm-up
     return wrk.run_wrk(url, target.body, options.clients, options.wrk_seconds, threads, bench.work_dir)
+
+
+# 1b. In-process dispatch (`.delay()`) ------------------------------------------------
+
+
+def bench_delay(bench: Bench, options: Options, results: Results) -> None:
+    progress(
+        f"delay: in-process .delay() / enqueue, {options.delay_runs} x {options.delay_jobs:,} jobs "
+        "per system, no worker running"
+    )
+    found = delay.measure(bench.env(), bench.work_dir, options.delay_jobs, options.delay_runs)
+    for name in delay.SYSTEMS:
+        results.delay[name] = DelayRun(
+            delay.LABELS[name], options.delay_jobs, found[name]["rates"], found[name]["redis_us"]
+        )
+    bench.flush()
 
 
 # 2. Dispatch-to-result latency ----------------------------------------------------
@@ -288,11 +308,11 @@ def bench_drain(bench: Bench, options: Options, results: Results) -> None:
     bench.flush()
 
 
-async def enqueue_pq(url: str, jobs: int) -> None:
+async def enqueue_pq(url: str, jobs: int, task: str = PQ_TASK) -> None:
     """Through PocketQueue's own dispatch flow, as the API does (record + message in one MULTI)."""
 
     async def dispatch(runtime: Any) -> None:
-        shared = {"runtime": runtime, "request": DispatchRequest(PQ_TASK)}
+        shared = {"runtime": runtime, "request": DispatchRequest(task)}
         await flows.run_flow(flows.create_dispatch_flow(), shared)
 
     async with open_runtime(settings_for(url)) as runtime:
@@ -319,10 +339,11 @@ def queued_or_unacked(bench: Bench, queue: str) -> int:
     return int(waiting) + int(unacked)
 
 
-def drain(bench: Bench, kind: str, jobs: int, done: Callable[[], int], options: Options) -> DrainRun:
+def drain(bench: Bench, kind: str, jobs: int, done: Callable[[], int], options: Options, **extra_env: str) -> DrainRun:
     """Start one worker; time from its `worker_ready` until `done()` reaches `jobs`."""
     ready = bench.work_dir / f"drain-{kind}.ready"
-    with bench.running(bench.worker(kind, ready)) as worker:
+    ready.unlink(missing_ok=True)  # drain-async starts several workers of a kind
+    with bench.running(bench.worker(kind, ready, **extra_env)) as worker:
         ready_at = worker.wait_file(ready)
         at_ready = done()
         deadline = ready_at + options.drain_timeout
@@ -332,6 +353,26 @@ def drain(bench: Bench, kind: str, jobs: int, done: Callable[[], int], options: 
             time.sleep(0.01)
         finished_at = time.perf_counter()
     return DrainRun(jobs=jobs, enqueue_seconds=0.0, done_at_ready=at_ready, seconds=finished_at - ready_at)
+
+
+def bench_drain_async(bench: Bench, options: Options, results: Results) -> None:
+    """An `async def` no-op against the same no-op as a `def`, alternating runs (bench_tasks.py)."""
+    from bench_tasks import ASYNC_NOOP, SYNC_NOOP, TASK_MODULE  # registers them here, for the dispatch flow
+
+    jobs = options.drain_jobs
+    completed = bench.keys.index(JobStatus.COMPLETED)
+    env = {"TASK_MODULES": TASK_MODULE}
+    for attempt in range(1, options.drain_async_runs + 1):
+        for kind, task in (("async", ASYNC_NOOP), ("sync", SYNC_NOOP)):
+            progress(f"drain-async: run {attempt}, enqueueing {jobs:,} {kind} no-op jobs (no worker running)")
+            started = time.perf_counter()
+            asyncio.run(enqueue_pq(bench.url, jobs, task))
+            enqueued = time.perf_counter() - started
+            expect(bench.redis.llen(bench.pq_list) == jobs, f"not every {kind} job reached the queue")
+            progress(f"drain-async: run {attempt}, PocketQueue worker, {kind} task")
+            run = drain(bench, "pocketqueue", jobs, lambda: int(bench.redis.zcard(completed)), options, **env)
+            results.drain_async.setdefault(kind, []).append(replace(run, enqueue_seconds=enqueued))
+            bench.flush()
 
 
 # 4. Soak --------------------------------------------------------------------------
@@ -373,7 +414,10 @@ def parse_options(argv: list[str] | None) -> Options:
     parser.add_argument("--soak", type=int, help="dispatches in the PocketQueue soak (default 200000)")
     parser.add_argument("--naive-soak", type=int, help="dispatches in the naive soak; 0 skips it")
     parser.add_argument("--naive-soak-seconds", type=float, help="time cap of the naive soak (default 30)")
-    parser.add_argument("--drain", type=int, help="jobs in the drain test (default 10000)")
+    parser.add_argument("--drain", type=int, help="jobs in the drain tests (default 10000)")
+    parser.add_argument("--drain-async-runs", type=int, help="drain-async runs, each kind (default 1)")
+    parser.add_argument("--delay-jobs", type=int, help="jobs per run of in-process .delay() (default 5000)")
+    parser.add_argument("--delay-runs", type=int, help="runs per system of in-process .delay() (default 3)")
     parser.add_argument("--samples", type=int, help="round trips in the latency test (default 300)")
     parser.add_argument("--duration", type=float, help="seconds measured per dispatch run (default 15)")
     parser.add_argument("--clients", type=int, help="concurrent HTTP clients (default 64)")
@@ -386,6 +430,9 @@ def parse_options(argv: list[str] | None) -> Options:
         "naive_soak": args.naive_soak,
         "naive_soak_seconds": args.naive_soak_seconds,
         "drain_jobs": args.drain,
+        "drain_async_runs": args.drain_async_runs,
+        "delay_jobs": args.delay_jobs,
+        "delay_runs": args.delay_runs,
         "samples": args.samples,
         "duration": args.duration,
         "clients": args.clients,
@@ -414,8 +461,10 @@ def run(options: Options) -> Results:
     results = Results(options)
     phases: dict[str, Callable[[Bench, Options, Results], None]] = {
         "dispatch": bench_dispatch,
+        "delay": bench_delay,
         "latency": bench_latency,
         "drain": bench_drain,
+        "drain-async": bench_drain_async,
         "soak": bench_soak,
     }
     started_on = code_version(BENCH_DIR.parent)
