@@ -77,3 +77,12 @@ def test_async_tasks_share_one_loop_per_pool_process(settings: Settings, worker:
         client.dispatch("tests.client.async_fail").result(timeout=30)
     assert (failed.value.error_type, failed.value.message) == ("KeyError", "'async boom'")
     client.close()
+
+
+def test_a_tasks_own_hard_time_limit_fails_its_job(settings: Settings, worker: WorkerProcess) -> None:
+    client = Client(settings)
+    with pytest.raises(JobFailed) as failed:
+        client.dispatch("tests.client.hard_limited", kwargs={"seconds": 30}).result(timeout=30)
+    assert failed.value.error_type == "TimeLimitExceeded"
+    assert "2 s, the task's time_limit" in failed.value.message
+    client.close()

@@ -163,7 +163,7 @@ async def test_flower_reports_every_outcome_as_the_record_says(
         waiting = await dispatch(runtime, "tests.add", 1, 1, delay_seconds=60)
         running = await dispatch(runtime, "tests.runs", f"runs-{uuid.uuid4()}", 30)
         partial = await dispatch(runtime, "tests.partial", [1, 2])
-        # A plain Celery message (no job record): never run, and Flower says why.
+        # A plain Celery message (no job record): adopted as a job, and run.
         unrecorded = runtime.celery.send_task("tests.add", args=[1, 2]).id
 
         info = flower.until(done.job_id, "SUCCESS")
@@ -174,7 +174,7 @@ async def test_flower_reports_every_outcome_as_the_record_says(
         assert flower.until(flaky.job_id, "SUCCESS")["result"] == "2"
         expected = {"result": {"done": [2]}, "partial_errors": ["item 1 is odd"]}
         assert flower.until(partial.job_id, "SUCCESS")["result"] == repr(expected)
-        assert "it has no job record" in flower.until(unrecorded, "FAILURE")["exception"]
+        assert flower.until(unrecorded, "SUCCESS")["result"] == repr({"sum": 3, "job_id": unrecorded})
 
         info = flower.until(retrying.job_id, "RETRY")
         assert info["exception"] == repr(ValueError("not yet"))
@@ -213,6 +213,26 @@ async def test_flower_reports_every_outcome_as_the_record_says(
     printed = celery_result(settings, waiting.job_id)
     assert printed.returncode != 0, printed
     assert "TaskRevokedError" in printed.stderr, printed
+
+
+async def test_flowers_async_apply_makes_a_job_that_runs_and_shows_its_result(
+    flower: Flower, settings_for_flower: Settings
+) -> None:
+    # Flower sends a plain Celery message (no record): the worker adopts it as a job.
+    async with open_runtime(settings_for_flower) as runtime:
+        await wait_for_events(flower, runtime)
+        response = flower.http.post("/api/task/async-apply/tests.add", json={"args": [4, 5]})
+        assert response.status_code == 200, response.text
+        job_id = response.json()["task-id"]
+        assert flower.until(job_id, "SUCCESS")["result"] == repr({"sum": 9, "job_id": job_id})
+        record = await runtime.store.get(job_id)
+        assert record is not None
+        assert record.status == "completed"
+        assert record.result == {"sum": 9, "job_id": job_id}
+        # Flower's result page reads the record (PocketQueue's result backend).
+        shown = flower.get(f"/api/task/result/{job_id}")
+        assert shown["state"] == "SUCCESS"
+        assert shown["result"] == {"sum": 9, "job_id": job_id}
 
 
 def test_task_events_can_be_turned_off(redis_url: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from typing import Any
@@ -76,3 +77,15 @@ async def async_noop(job: JobContext) -> None:
 async def async_fail(job: JobContext) -> None:
     await asyncio.sleep(0)
     raise KeyError("async boom")
+
+
+@task(name="tests.client.hard_limited", time_limit=2)
+def hard_limited(job: JobContext, seconds: float) -> str:
+    """Ignores any soft limit, so only its own hard limit (2 s) can stop it."""
+    from billiard.exceptions import SoftTimeLimitExceeded
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(SoftTimeLimitExceeded):
+            time.sleep(0.05)
+    return "finished anyway"

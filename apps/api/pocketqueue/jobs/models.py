@@ -69,6 +69,21 @@ class JobError(BaseModel):
     attempt: int | None = None  # which attempt raised it (None: the job never started)
 
 
+class CeleryCaller(BaseModel):
+    """What a plain Celery message asked beyond the job itself (a job a worker adopted).
+
+    Kept on the record so every attempt honours it, whatever message carries that attempt
+    (a retry or a recovery is published afresh from the record: see worker/adopt.py).
+    """
+
+    result: bool = False  # its outcome also goes to Celery's result backend (the message did not ignore it)
+    # Celery canvas, as signature dicts: the steps Celery sends after this one succeeds
+    # (`chain`), the tasks linked to its success (`link`) and to its failure (`link_error`).
+    chain: list[dict[str, Any]] | None = None
+    link: list[dict[str, Any]] | None = None
+    link_error: list[dict[str, Any]] | None = None
+
+
 class Job(BaseModel):
     """One job: one Celery task, tracked in a Redis hash under `job_id`."""
 
@@ -95,6 +110,7 @@ class Job(BaseModel):
     unique_key: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)  # how a caller finds its jobs (`tag=book_id:42`)
     queue: str | None = None  # the queue it was dispatched to (None: written by a version before queues)
+    celery: CeleryCaller | None = None  # a plain Celery message a worker adopted (None: dispatched by PocketQueue)
     # Fields of the record that could not be decoded (written by an older version, or
     # by hand), with why; they are shown empty. None for every record PocketQueue writes now.
     unreadable: dict[str, str] | None = None
@@ -126,6 +142,8 @@ class Job(BaseModel):
             fields["tags"] = json.dumps(self.tags, separators=(",", ":"))
         if self.queue is not None:
             fields["queue"] = self.queue
+        if self.celery is not None:
+            fields["celery"] = self.celery.model_dump_json(exclude_none=True)
         return fields
 
     @classmethod
@@ -157,6 +175,7 @@ class Job(BaseModel):
             unique_key=raw.get("unique_key") or None,
             tags=content.json("tags", {}),
             queue=raw.get("queue") or None,
+            celery=content.celery_caller(),
             unreadable=unreadable or None,
         )
 
@@ -179,6 +198,14 @@ class _Content:
             self.unreadable[name] = str(exc)[:500]
             return empty
         return value
+
+    def celery_caller(self) -> CeleryCaller | None:
+        value = self.json("celery", None)
+        try:
+            return CeleryCaller.model_validate(value) if value is not None else None
+        except ValidationError as exc:
+            self.unreadable["celery"] = str(exc)[:500]
+            return None
 
     def error(self, name: str) -> JobError | None:
         text = self.raw.get(name)

@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import NoScriptError
+from redis.exceptions import ResponseError as RedisResponseError
 
 from pocketqueue.jobs import scripts
+from pocketqueue.jobs.dispatch import Created, Planned, create_args
 from pocketqueue.jobs.keys import Keys
-from pocketqueue.jobs.models import ATTEMPT_ERROR_PREFIX, Job, JobError, JobStatus, decode_record, now_timestamp
+from pocketqueue.jobs.models import (
+    ATTEMPT_ERROR_PREFIX,
+    CeleryCaller,
+    Job,
+    JobError,
+    JobStatus,
+    decode_record,
+    now_timestamp,
+)
 from pocketqueue.jobs.payload import PayloadError, check_json
 from pocketqueue.jobs.registry import PermanentError
+
+log = logging.getLogger(__name__)
 
 ANY_ATTEMPT = "*"
 
@@ -26,6 +40,8 @@ class Claim:
     token: str = ""  # presented by every later write of this attempt
     attempt: int = 0
     max_retries: int = 0
+    # A job adopted from a plain Celery message: what its caller asked (see worker/adopt.py).
+    caller: CeleryCaller | None = None
 
     @property
     def started(self) -> bool:
@@ -39,6 +55,7 @@ class WorkerJobStore:
         self.redis = redis
         self.keys = keys
         self._start = redis.register_script(scripts.START)
+        self._create = redis.register_script(scripts.CREATE)
         self._heartbeat = redis.register_script(scripts.HEARTBEAT)
         self._finish = redis.register_script(scripts.FINISH)
         self._retry = redis.register_script(scripts.RETRY)
@@ -58,6 +75,37 @@ class WorkerJobStore:
         began = started_at or now_timestamp()
         reply = self._start(args=[self.keys.prefix, job_id, began, worker, lease_ms, token])
         return Claim(reply[0], token, int(reply[1]), int(reply[2])) if len(reply) > 1 else Claim(reply[0])
+
+    def claim_noting_caller(
+        self, job_id: str, worker: str, lease_ms: int, token: str, started_at: str | None = None
+    ) -> Claim:
+        """claim(), and the record's Celery caller (a job adopted from a plain Celery message).
+
+        In the same round trip as the claim, so the jobs PocketQueue dispatched (no caller)
+        pay nothing for the jobs it adopted: every attempt of those, however its message
+        was published, learns from the record what their caller asked.
+        """
+        args: list[str | int] = [self.keys.prefix, job_id, started_at or now_timestamp(), worker, lease_ms, token]
+        with self.redis.pipeline(transaction=False) as pipe:
+            # EVALSHA, not the Script object: in a pipeline, redis-py would first ask
+            # SCRIPT EXISTS, a round trip of its own on every claim.
+            pipe.evalsha(self._start.sha, 0, *args)
+            pipe.hget(self.keys.job(job_id), "celery")
+            replies = pipe.execute(raise_on_error=False)
+        reply, caller_json = replies
+        if isinstance(reply, NoScriptError):  # a restarted or flushed Redis: load it (replaying the claim is safe)
+            reply, caller_json = self._start(args=args), self.redis.hget(self.keys.job(job_id), "celery")
+        elif isinstance(reply, RedisResponseError):
+            raise reply
+        claim = Claim(reply[0], token, int(reply[1]), int(reply[2])) if len(reply) > 1 else Claim(reply[0])
+        if caller_json is None:
+            return claim
+        return Claim(claim.outcome, claim.token, claim.attempt, claim.max_retries, _caller(job_id, caller_json))
+
+    def create(self, planned: Planned, ttl_seconds: int) -> Created:
+        """Write a planned job with create.lua (as every dispatch does): 'created', or why not."""
+        outcome, job_id = self._create(args=create_args(self.keys.prefix, planned, ttl_seconds))
+        return Created(str(outcome), str(job_id))
 
     def heartbeat(
         self,
@@ -300,6 +348,14 @@ class WorkerJobStore:
             pipe.delete(self.keys.worker(name))
             pipe.zrem(self.keys.workers, name)
             pipe.execute()
+
+
+def _caller(job_id: str, text: str) -> CeleryCaller | None:
+    try:
+        return CeleryCaller.model_validate_json(text)
+    except ValueError as exc:  # pydantic's ValidationError: written by hand, or by a newer version
+        log.warning("job %s: its Celery caller cannot be read (%s); run without it", job_id, exc)
+        return None
 
 
 class ResultNotJSON(PermanentError, TypeError):

@@ -4,7 +4,8 @@ A worker's task sends its own events (received, started, succeeded, retried, fai
 runs. Some outcomes are decided elsewhere: a cancel by the API, a crash recovery or a
 quarantine by a worker's main process, a job failed for want of a worker with its task.
 These send the event Celery would have, by the job's id, so Flower and `celery events`
-never keep showing STARTED for a job whose worker died. They are a courtesy to Celery's
+never keep showing STARTED for a job whose worker died (and, for a job adopted from a
+plain Celery caller that expects results, write its outcome to Celery's backend). They are a courtesy to Celery's
 tools: the record is the truth, so an event that cannot be sent is logged, never raised.
 Sent whether or not task events are on: they are rare (no job pays for them), and one
 sending process cannot know whether a watcher turned the workers' events on since
@@ -20,6 +21,7 @@ from typing import Any
 from celery import Celery
 
 from pocketqueue.jobs.models import Job, JobError
+from pocketqueue.observe.celery_results import write_outcome, write_record
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,13 @@ def announce(celery: Celery, event: str, job_id: str, task: str, hostname: str |
 
 
 def announce_failed(celery: Celery, job_id: str, task: str, error: JobError, hostname: str | None) -> None:
-    """The job failed for good (into the dead letters) without its task raising."""
+    """The job failed for good (into the dead letters) without its task raising.
+
+    A job adopted from a plain Celery caller that expects results gets FAILURE in Celery's
+    backend too (a crash recovery out of retries, a quarantine, a missing task, ...).
+    """
     announce(celery, "task-failed", job_id, task, hostname, **_error_fields(error))
+    write_record(celery, job_id)
 
 
 def announce_retried(celery: Celery, job_id: str, task: str, error: JobError, hostname: str | None) -> None:
@@ -48,10 +55,14 @@ def announce_retried(celery: Celery, job_id: str, task: str, error: JobError, ho
 
 
 def announce_revoked(celery: Celery, job: Job, terminated: bool) -> None:
-    """The job was cancelled: as the worker that last ran it, else as the API."""
+    """The job was cancelled: as the worker that last ran it, else as the API.
+
+    `job` is the record as the cancel left it: a Celery caller that expects results gets REVOKED.
+    """
     announce(
         celery, "task-revoked", job.job_id, job.task, job.worker, terminated=terminated, signum=None, expired=False
     )
+    write_outcome(celery, job)
 
 
 def _error_fields(error: JobError) -> dict[str, str]:

@@ -10,12 +10,15 @@ unacknowledged message, restored, kills every restart. A message can come from a
 2. a hand-off that raises anyway (a deep header, anything pickle refuses) is caught;
 3. a crash nothing can catch (the main process killed while handling the message) is
    bounded by counting the message's redeliveries while its job is queued
-   (jobs/lua/count_delivery.lua): past QUEUE_MAX_DELIVERIES it is refused.
+   (jobs/lua/count_delivery.lua): past QUEUE_MAX_DELIVERIES it is refused. A message
+   with no record yet (a plain Celery caller's) is adopted on its first redelivery, so
+   its deliveries are counted too.
 
 A refused message is quarantined: its job fails while still queued (error type
 PoisonMessage, into the dead letters), the message is acknowledged, and it never reaches
-a pool process. A message with no job record is acknowledged and dropped. A fresh
-message costs no Redis round trip here: this is the path every job takes.
+a pool process. A message with no job record (a plain Celery caller's) becomes a job all
+the same, failed (worker/adopt.py). A fresh message costs no Redis round trip here: this
+is the path every job takes.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ from celery.worker.request import Request
 from celery.worker.state import task_ready
 from redis.exceptions import RedisError
 
+from pocketqueue.errors import QueueError
 from pocketqueue.jobs.models import JobError
 from pocketqueue.jobs.payload import PayloadError, check_json
 from pocketqueue.observe.celery_events import announce_failed
+from pocketqueue.worker.adopt import adopt, adopt_refused, refusal_error
 
 __all__ = ["POISON", "JobRequest"]
 
@@ -106,9 +111,18 @@ class JobRequest(Request):  # type: ignore[misc]  # celery ships no type hints
             outcome, deliveries = store.count_delivery(
                 self.id, uuid.uuid4().hex, most, error, settings.queue_dead_letter_ttl_seconds
             )
+            if outcome == "missing":
+                # A plain Celery message handed out before and never adopted: whoever took
+                # it died first, maybe because of it. Adopted here (adopt.py), its later
+                # deliveries are counted as a dispatched job's are.
+                adopt(self.app, self.name, self._context)
         except RedisError as exc:  # counting is a safeguard; never hold a job up for it
             log.warning("job %s: could not count a redelivery (%s); handing it on", self.id, exc)
             return True
+        except QueueError as refused:  # the task cannot take it: adopted as a failed job
+            announce_failed(self.app, self.id, self.name, refusal_error(refused), self.hostname)
+            self._done_without_pool()
+            return False
         if outcome != "quarantined":
             return True
         log.error("job %s quarantined after %s deliveries: %s", self.id, deliveries, error.message)
@@ -121,6 +135,9 @@ class JobRequest(Request):  # type: ignore[misc]  # celery ships no type hints
         store = self.app.job_store
         try:
             outcome = store.fail_queued(self.id, error, self.app.settings.queue_dead_letter_ttl_seconds)
+            if outcome == "missing":
+                # A plain Celery message: it becomes a job all the same, failed (adopt.py).
+                outcome = adopt_refused(self.app, self.name, self._context, error)
         except RedisError as exc:
             # Acknowledged, the message would be gone and its job queued forever: back to
             # the end of the queue instead, to be quarantined on a later delivery.
@@ -131,8 +148,6 @@ class JobRequest(Request):  # type: ignore[misc]  # celery ships no type hints
         if outcome == "ok":
             log.error("job %s quarantined (%s): %s", self.id, POISON, error.message)
             announce_failed(self.app, self.id, self.name, error, self.hostname)
-        elif outcome == "missing":
-            log.error("message %s (task %s) dropped: no job record, and %s", self.id, self.name, error.message)
         else:
             log.warning("message %s dropped without running: %s; the job is %s", self.id, error.message, outcome)
         self._done_without_pool()

@@ -5,37 +5,26 @@ tools (`celery -A pocketqueue.worker result <id>`, `AsyncResult(id).get()`, Flow
 result page) read it instead of a `celery-task-meta-<id>` copy: nothing more is written
 per job (no second copy of every result in Redis, no extra command in the finishing
 script), and every way a job ends reads truthfully, a cancel, a crash recovery or a
-quarantine included. It is read-only: workers never store results (tasks run with
-`ignore_result`), and a waiting `get()` polls the record (every half second by default).
+quarantine included. It is read-only: workers never store results through it (tasks run
+with `ignore_result`), and a waiting `get()` polls the record (every half second by default).
+
+A plain Celery client, with its own Redis result backend, reads `celery-task-meta-<id>`
+instead: jobs adopted from its messages also write there (observe/celery_results.py).
 """
 
 from __future__ import annotations
 
-import builtins
 from typing import Any
 
 from celery import states
 from celery.backends.base import BaseBackend
 
-from pocketqueue.jobs.models import Job, JobError, JobStatus
+from pocketqueue.observe.celery_results import celery_meta
 
 __all__ = ["BACKEND", "RecordBackend", "celery_meta"]
 
 # What `result_backend` names (Celery imports it by this path).
 BACKEND = "pocketqueue.worker.results:RecordBackend"
-
-# The Celery state each record status reads as (a missing record reads as PENDING, as an
-# unknown id does in every Celery backend).
-STATES = {
-    JobStatus.SCHEDULED: states.PENDING,
-    JobStatus.QUEUED: states.PENDING,
-    JobStatus.PROCESSING: states.STARTED,
-    JobStatus.RETRYING: states.RETRY,
-    JobStatus.COMPLETED: states.SUCCESS,
-    JobStatus.PARTIAL: states.SUCCESS,
-    JobStatus.FAILED: states.FAILURE,
-    JobStatus.CANCELLED: states.REVOKED,
-}
 
 
 class RecordBackend(BaseBackend):  # type: ignore[misc]  # celery ships no type hints
@@ -48,8 +37,10 @@ class RecordBackend(BaseBackend):  # type: ignore[misc]  # celery ships no type 
         return celery_meta(job)
 
     def _store_result(self, task_id: str, result: Any, state: str, *args: Any, **kwargs: Any) -> Any:
-        # The record is the store, written by the transition scripts; Celery never asks
-        # for a write here (tasks ignore results), and one it did would be a stale copy.
+        # The record is the store, written by the transition scripts. Celery asks for a
+        # write here only for a message that did not ignore its result (a plain Celery
+        # caller's): that caller reads Celery's own backend, written from the record
+        # (observe/celery_results.py); a copy here would only be a stale one.
         return result
 
     def _forget(self, task_id: str) -> None:
@@ -60,48 +51,3 @@ class RecordBackend(BaseBackend):  # type: ignore[misc]  # celery ships no type 
 
     def as_uri(self, *args: Any, **kwargs: Any) -> str:
         return "pocketqueue://records"
-
-
-def celery_meta(job: Job) -> dict[str, Any]:
-    """The record as Celery's result meta (the dict a Celery backend stores per task)."""
-    state = STATES[job.status]
-    error = job.error
-    result: Any = None
-    if state == states.SUCCESS:
-        result = (
-            job.result if job.partial_errors is None else {"result": job.result, "partial_errors": job.partial_errors}
-        )
-    elif state == states.REVOKED:
-        result = _exception("TaskRevokedError", "celery.exceptions", f"job {job.job_id} was cancelled")
-    elif state in (states.FAILURE, states.RETRY) and error is not None:
-        result = _error(error)
-    elif state == states.STARTED:
-        result = {"hostname": job.worker}
-    return {
-        "task_id": job.job_id,
-        "status": state,
-        "result": result,
-        "traceback": error.traceback if error is not None and state in states.EXCEPTION_STATES else None,
-        "children": [],
-        "date_done": job.finished_at.isoformat() if job.finished_at is not None else None,
-        # What Celery's extended results carry (AsyncResult.name, .args, ...).
-        "name": job.task,
-        "args": job.args,
-        "kwargs": job.kwargs,
-        "worker": job.worker,
-        "retries": max(0, job.attempts - 1),
-        "queue": job.queue,
-    }
-
-
-def _error(error: JobError) -> dict[str, Any]:
-    # A built-in type is rebuilt as itself; any other is rebuilt by Celery as a class of
-    # that name (it never imports a module named by stored data).
-    is_builtin = isinstance(getattr(builtins, error.type, None), type) and issubclass(
-        getattr(builtins, error.type), BaseException
-    )
-    return _exception(error.type, "builtins" if is_builtin else None, error.message)
-
-
-def _exception(exc_type: str, exc_module: str | None, message: str) -> dict[str, Any]:
-    return {"exc_type": exc_type, "exc_module": exc_module, "exc_message": [message]}

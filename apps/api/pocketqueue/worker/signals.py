@@ -44,7 +44,9 @@ from celery.signals import (
 from redis.exceptions import RedisError
 
 from pocketqueue.jobs.models import JobError
+from pocketqueue.jobs.registry import find
 from pocketqueue.observe.celery_events import announce_failed
+from pocketqueue.observe.celery_results import write_record
 from pocketqueue.worker.heartbeat import active_requests
 from pocketqueue.worker.janitor import Janitor
 from pocketqueue.worker.tasks import CLAIM_TOKEN, JobTask, retry_redis
@@ -146,8 +148,12 @@ def _record_hard_time_limit(sender: Any = None, task_id: str = "", exception: An
     if not isinstance(sender, JobTask) or not isinstance(exception, TimeLimitExceeded):
         return
     settings = sender.app.settings
-    limit = settings.queue_task_time_limit
-    error = JobError(type="TimeLimitExceeded", message=f"time limit exceeded ({limit} s, QUEUE_TASK_TIME_LIMIT)")
+    # The task's own time_limit (@task(time_limit=...)), else QUEUE_TASK_TIME_LIMIT.
+    spec = find(sender.name)
+    own = spec.time_limit if spec is not None else None
+    limit = own or settings.queue_task_time_limit
+    source = "the task's time_limit" if own else "QUEUE_TASK_TIME_LIMIT"
+    error = JobError(type="TimeLimitExceeded", message=f"time limit exceeded ({limit} s, {source})")
     # Only an attempt this worker runs that started about a time limit ago. The timed-out
     # attempt's start is taken as its task body begins, right after the limit's timer
     # starts; a newer attempt can only have started a lease or more after that (once the
@@ -165,6 +171,8 @@ def _record_hard_time_limit(sender: Any = None, task_id: str = "", exception: An
         return
     if outcome != "ok":
         log.warning("job %s hit the time limit but was not failed: %s", task_id, outcome)
+        return
+    write_record(sender.app, task_id)  # FAILURE, for a plain Celery caller expecting results
 
 
 def _record_revoke(sender: Any = None, request: Any = None, **_: Any) -> None:
@@ -180,6 +188,7 @@ def _record_revoke(sender: Any = None, request: Any = None, **_: Any) -> None:
         return
     if before in ("scheduled", "queued", "processing", "retrying"):
         log.warning("job %s revoked through Celery: cancelled (was %s)", job_id, before)
+        write_record(sender.app, job_id)  # REVOKED, for a plain Celery caller expecting results
 
 
 def _record_unknown_task(sender: Any = None, name: str = "", id: str = "", **_: Any) -> None:

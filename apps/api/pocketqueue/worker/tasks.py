@@ -29,11 +29,14 @@ from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded, Work
 from redis.exceptions import RedisError
 
 from pocketqueue.client.task import Task
+from pocketqueue.config import SOFT_SHARE_OF_HARD_LIMIT
 from pocketqueue.errors import InvalidRequest
 from pocketqueue.jobs.models import JobError, now_timestamp
 from pocketqueue.jobs.registry import TaskSpec, register
 from pocketqueue.jobs.request import check_queue_name
 from pocketqueue.jobs.worker_store import Claim, WorkerJobStore, to_json
+from pocketqueue.observe.celery_results import write_record
+from pocketqueue.worker.adopt import adopt, follow
 from pocketqueue.worker.context import JobCancelled, JobContext, Partial, heartbeats
 from pocketqueue.worker.event_loop import run_coroutine
 from pocketqueue.worker.request import JobRequest
@@ -118,9 +121,18 @@ class JobTask(CeleryTask):  # type: ignore[misc]  # celery ships no type hints
         # process; a message that came some other way gets its own here.
         token: str = getattr(self.request, CLAIM_TOKEN, None) or uuid.uuid4().hex
         began = now_timestamp()  # the attempt's start, however long Redis retries take below
-        claim = _with_redis_retries(lambda: store.claim(job_id, worker, lease_ms, token, began), "claim", job_id)
+        claimed = lambda: store.claim_noting_caller(job_id, worker, lease_ms, token, began)  # noqa: E731
+        claim = _with_redis_retries(claimed, "claim", job_id)
+        if claim.outcome == "missing":
+            # A plain Celery message (send_task, beat, Flower, a canvas step): it becomes a
+            # job, then is claimed like any other (adopt.py; raises if the task cannot take it).
+            _with_redis_retries(lambda: adopt(self.app, self.name, self.request), "adopting the message", job_id)
+            claim = _with_redis_retries(claimed, "claim", job_id)
         if not claim.started:
             self._drop(claim)
+        # An adopted job's Celery caller: its canvas steps go back on the request for Celery's
+        # tracer, and its results to Celery's backend (STARTED now, the outcome once recorded).
+        follow(self.app, self.request, claim)
         context = JobContext(job_id, spec.name, claim.attempt, token, worker, store, lease_ms)
         heartbeats.add(context, interval=settings.lease_seconds / 3)
         try:
@@ -176,14 +188,10 @@ class JobTask(CeleryTask):  # type: ignore[misc]  # celery ships no type hints
             time.sleep(NEWER_PAUSE_SECONDS)
             raise Reject(f"job {job_id}: record format newer than this worker's", requeue=True)
         if claim.outcome == "missing":
-            why = (
-                f"message {job_id} (task {self.name}) dropped: it has no job record (sent by a plain Celery "
-                "client, beat or Flower?); dispatch PocketQueue jobs over HTTP or with the dispatch flow"
-            )
-            log.warning("%s", why)
-            # Not requeued (the message is acknowledged, as before); Celery reports it as
-            # failed with this reason, so whoever sent it sees why it never ran.
-            raise Reject(why, requeue=False)
+            # The message was adopted (run_job) and its record is gone already: deleted
+            # meanwhile (an admin's clear). Nothing to run it for.
+            log.warning("message %s (task %s) not run: its job record was deleted as it was adopted", job_id, self.name)
+            raise Ignore()
         log.info("job %s not run: %s", job_id, claim.outcome)
         raise Ignore()
 
@@ -204,10 +212,14 @@ class JobTask(CeleryTask):  # type: ignore[misc]  # celery ships no type hints
             retry = _flushed(context, lambda: store.retry(job_id, claim.token, error, wait))
             _moved_on_unless_ok(_with_redis_retries(retry, "scheduling a retry", job_id), job_id)
             log.warning("job %s attempt %s failed (%s); retrying in %.1f s", job_id, claim.attempt, error.message, wait)
+            if claim.caller is not None:
+                write_record(self.app, job_id)  # RETRY, for a Celery caller that expects results
             raise Retry(exc=exc, when=wait) from exc
         dead_ttl = settings.queue_dead_letter_ttl_seconds
         fail = _flushed(context, lambda: store.fail(job_id, error, dead_ttl, claim.token))
         _moved_on_unless_ok(_with_redis_retries(fail, "recording failure", job_id), job_id)
+        if claim.caller is not None:
+            write_record(self.app, job_id)  # FAILURE, for a Celery caller that expects results
 
 
 def _moved_on_unless_ok(outcome: str, job_id: str) -> None:
@@ -278,7 +290,8 @@ def task(
                      PermanentError, fails the job at once
     queue:           the queue its jobs go to (default QUEUE_NAME; a dispatch can override it)
     time_limit:      seconds an attempt may run before its process is killed (default QUEUE_TASK_TIME_LIMIT)
-    soft_time_limit: seconds before SoftTimeLimitExceeded is raised in it (default QUEUE_TASK_SOFT_TIME_LIMIT)
+    soft_time_limit: seconds before SoftTimeLimitExceeded is raised in it (default: 11/12 of the
+                     task's time_limit if it has one, else QUEUE_TASK_SOFT_TIME_LIMIT)
     schedule:        a cron expression: a job is dispatched on each slot (see pocketqueue.schedules)
 
     Returns a Task: still the plain function, plus `.delay()`, `.dispatch()`,
@@ -290,6 +303,11 @@ def task(
     if delays is not None and (not delays or any(delay <= 0 for delay in delays)):
         raise ValueError("retry_delays must be one or more positive numbers of seconds")
     _check_limits(time_limit, soft_time_limit)
+    if time_limit is not None and soft_time_limit is None:
+        # Celery arms the hard limit only after the soft one fires, so the app's soft limit
+        # (QUEUE_TASK_SOFT_TIME_LIMIT, 55 min) would hold back a shorter hard limit: the
+        # task's own soft limit is the same share of its hard limit as the default's.
+        soft_time_limit = max(1, int(time_limit * SOFT_SHARE_OF_HARD_LIMIT))
     if queue is not None:
         try:
             check_queue_name(queue, "queue")
@@ -318,13 +336,17 @@ def task(
 
         run.__name__ = run.__qualname__ = func.__name__
         run.__doc__ = func.__doc__
-        # The job record is the result store (read through results.RecordBackend), so
-        # Celery's result backend is never written. Time limits left None take the app's.
+        # The job record is the result store (read through results.RecordBackend), and
+        # PocketQueue's own messages say ignore_result (message.py), so nothing is stored
+        # for them. Not ignored here: a Celery app that finds this shared task (one in a
+        # process importing the task modules) then asks for a result, which the adopted
+        # job writes to its backend (observe/celery_results.py). Time limits left None
+        # take the app's.
         limits = {"time_limit": time_limit, "soft_time_limit": soft_time_limit}
         celery_options: dict[str, Any] = {key: value for key, value in limits.items() if value is not None}
         if queue is not None:
             celery_options["queue"] = queue
-        shared_task(name=name, base=JobTask, bind=True, ignore_result=True, **celery_options)(run)
+        shared_task(name=name, base=JobTask, bind=True, ignore_result=False, **celery_options)(run)
         return Task(spec)
 
     return decorate
