@@ -30,6 +30,7 @@ from pocketqueue.jobs import scripts
 from pocketqueue.jobs.dispatch import Created, create_args, plan, refusal
 from pocketqueue.jobs.keys import Keys
 from pocketqueue.jobs.models import ACTIVE_STATUSES, Job, decode_record, now_timestamp
+from pocketqueue.observe.celery_events import tell_celery_cancelled
 from pocketqueue.worker.app import PocketQueueCelery, create_celery_app
 
 # A lost wake-up (pub/sub reconnecting) costs at most this long: not a polling loop.
@@ -131,8 +132,6 @@ class Client:
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a job that has not finished; raises JobNotFound or JobAlreadyFinished."""
-        from pocketqueue.nodes.task_cancel import tell_celery_cancelled  # the API's own follow-up
-
         _, cancel = self._scripts
         before, flat = cancel(args=[self.keys.prefix, job_id, now_timestamp(), uuid.uuid4().hex])
         job = decode_record(job_id, dict(zip(flat[::2], flat[1::2], strict=True)))

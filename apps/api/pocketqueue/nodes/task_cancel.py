@@ -6,29 +6,13 @@ import asyncio
 import logging
 from typing import Any
 
-from celery import Celery
 from pocketflow import AsyncNode
 
-from pocketqueue.jobs.models import ACTIVE_STATUSES, Job, JobStatus
-from pocketqueue.observe.celery_events import announce_revoked
+from pocketqueue.jobs.models import ACTIVE_STATUSES, Job
+from pocketqueue.observe.celery_events import tell_celery_cancelled
 from pocketqueue.runtime import QueueRuntime
 
 log = logging.getLogger(__name__)
-
-
-def tell_celery_cancelled(celery: Celery, job: Job, before: str) -> None:
-    """After the record says cancelled: stop the running attempt, tell Celery's tools.
-
-    The worker is told to terminate a running job (Celery revoke); if that broadcast is
-    lost, the job's own heartbeat still sees the cancel. A `task-revoked` event goes out
-    either way, since a job cancelled before it ran never reaches a worker that would send one.
-    """
-    if before == JobStatus.PROCESSING:
-        try:
-            celery.control.revoke(job.job_id, terminate=True, signal="SIGTERM")
-        except Exception:
-            log.warning("revoke of running job %s failed; its heartbeat will stop it", job.job_id, exc_info=True)
-    announce_revoked(celery, job, before == JobStatus.PROCESSING)
 
 
 class TaskCancelNode(AsyncNode):  # type: ignore[misc]

@@ -20,7 +20,7 @@ from typing import Any
 
 from celery import Celery
 
-from pocketqueue.jobs.models import Job, JobError
+from pocketqueue.jobs.models import Job, JobError, JobStatus
 from pocketqueue.observe.celery_results import write_outcome, write_record
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,21 @@ def announce_revoked(celery: Celery, job: Job, terminated: bool) -> None:
         celery, "task-revoked", job.job_id, job.task, job.worker, terminated=terminated, signum=None, expired=False
     )
     write_outcome(celery, job)
+
+
+def tell_celery_cancelled(celery: Celery, job: Job, before: str) -> None:
+    """After the record says cancelled: stop the running attempt, tell Celery's tools.
+
+    The worker is told to terminate a running job (Celery revoke); if that broadcast is
+    lost, the job's own heartbeat still sees the cancel. A `task-revoked` event goes out
+    either way, since a job cancelled before it ran never reaches a worker that would send one.
+    """
+    if before == JobStatus.PROCESSING.value:
+        try:
+            celery.control.revoke(job.job_id, terminate=True, signal="SIGTERM")
+        except Exception:
+            log.warning("revoke of running job %s failed; its heartbeat will stop it", job.job_id, exc_info=True)
+    announce_revoked(celery, job, before == JobStatus.PROCESSING.value)
 
 
 def _error_fields(error: JobError) -> dict[str, str]:
