@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from typing import Any
 
 from pocketflow import AsyncFlow, AsyncNode
-from pq_test_tasks import add
+from pq_test_tasks import add, stubborn
 
 from pocketqueue import JobContext, task
 
@@ -81,11 +80,5 @@ async def async_fail(job: JobContext) -> None:
 
 @task(name="tests.client.hard_limited", time_limit=2)
 def hard_limited(job: JobContext, seconds: float) -> str:
-    """Ignores any soft limit, so only its own hard limit (2 s) can stop it."""
-    from billiard.exceptions import SoftTimeLimitExceeded
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with contextlib.suppress(SoftTimeLimitExceeded):
-            time.sleep(0.05)
-    return "finished anyway"
+    """tests.stubborn (it ignores the soft limit) under its own hard limit of 2 s."""
+    return stubborn(job, seconds)  # a @task is still the plain function
