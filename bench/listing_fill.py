@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 import redis
 
 from pocketqueue.jobs import scripts
+from pocketqueue.jobs.dispatch import record_arg
 from pocketqueue.jobs.keys import Keys, queue_list
 from pocketqueue.jobs.models import Job, JobStatus, Priority
 
@@ -85,7 +86,6 @@ def plan(i: int, base: float, rng: random.Random) -> Planned:
 def create_args(keys: Keys, planned: Planned) -> list[str | int]:
     """The ARGV of create.lua, as JobStore.create builds it."""
     job = planned.job
-    fields = [part for pair in job.to_hash(RECORD_TTL_SECONDS).items() for part in pair]
     run_at = f"{job.run_at.timestamp():.6f}" if job.run_at is not None else ""
     message, target = ("", "") if job.run_at else ("", queue_list(UNCONSUMED_QUEUE, job.priority.broker_priority))
     idem_key = planned.idempotency_key or ""
@@ -100,7 +100,7 @@ def create_args(keys: Keys, planned: Planned) -> list[str | int]:
         f"fingerprint-{idem_key}" if idem_key else "",
         RECORD_TTL_SECONDS if idem_key else 0,
         job.unique_key or "",
-        *fields,
+        record_arg(job, RECORD_TTL_SECONDS),
     ]
 
 

@@ -8,6 +8,7 @@ Python is checked exactly as one dispatched over HTTP.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -106,10 +107,19 @@ def plan(
     return Planned(job, message, queue_list, idempotency)
 
 
+def record_arg(job: Job, ttl_seconds: int) -> str:
+    """The record's field/value pairs as one JSON array, create.lua's last argument.
+
+    One argument instead of two dozen: redis-py packs each argument in Python, which cost
+    more than the rest of a `.delay()` but the round trip; Lua's cjson reads it in a blink.
+    """
+    pairs = [part for pair in job.to_hash(ttl_seconds).items() for part in pair]
+    return json.dumps(pairs, ensure_ascii=False, separators=(",", ":"))
+
+
 def create_args(prefix: str, planned: Planned, ttl_seconds: int) -> list[Any]:
     """ARGV of create.lua for `planned` (see that script for each one)."""
     job = planned.job
-    fields = [part for pair in job.to_hash(ttl_seconds).items() for part in pair]
     run_at = f"{job.run_at.timestamp():.6f}" if job.run_at is not None else ""
     idem = planned.idempotency or Idempotency("", "", 0)
     return [
@@ -123,7 +133,7 @@ def create_args(prefix: str, planned: Planned, ttl_seconds: int) -> list[Any]:
         idem.fingerprint,
         idem.ttl_seconds,
         job.unique_key or "",
-        *fields,
+        record_arg(job, ttl_seconds),
     ]
 
 

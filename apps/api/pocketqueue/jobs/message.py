@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import uuid
+from functools import lru_cache
 from typing import Any
 
 from celery import Celery
-from kombu.serialization import dumps as serialize
 
 from pocketqueue.jobs.keys import queue_list
 from pocketqueue.jobs.models import Job, Priority
@@ -50,40 +51,54 @@ def build_message(
     priority: Priority = Priority.NORMAL,
 ) -> str:
     """The JSON envelope kombu's Redis transport expects in the queue list."""
-    # ignore_result: the job record is the result; without it the header's default
-    # (False) overrides the task's own setting and Celery stores every result twice.
-    # argsrepr/kwargsrepr (shown by Flower and worker logs): the JSON we already trust is
-    # as readable as Celery's saferepr and costs a fraction of it.
-    headers, properties, body, _ = app.amqp.as_task_v2(
-        job_id,
-        task,
-        args=args,
-        kwargs=kwargs,
-        ignore_result=True,
-        argsrepr=_short(args),
-        kwargsrepr=_short(kwargs),
-    )
-    content_type, content_encoding, payload = serialize(body, serializer="json")
-    properties.update(
-        delivery_mode=2,
-        # kombu reads this when it restores an unacknowledged message, to put it back in
-        # the list it came from.
-        priority=priority.broker_priority,
-        body_encoding="base64",
-        delivery_tag=str(uuid.uuid4()),
-        delivery_info={"exchange": "", "routing_key": queue},
-    )
+    headers, properties = _template(app, task, os.getpid())
+    args_json, kwargs_json = json.dumps(args), json.dumps(kwargs)  # each encoded once: body and reprs
+    body = f"[{args_json},{kwargs_json},{_EMBED}]".encode()
     return json.dumps(
         {
-            "body": base64.b64encode(payload.encode() if isinstance(payload, str) else payload).decode(),
-            "content-encoding": content_encoding,
-            "content-type": content_type,
-            "headers": headers,
-            "properties": properties,
+            "body": base64.b64encode(body).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {
+                **headers,
+                "id": job_id,
+                "root_id": job_id,
+                "argsrepr": _short(args_json),
+                "kwargsrepr": _short(kwargs_json),
+            },
+            "properties": {
+                **properties,
+                "correlation_id": job_id,
+                # kombu reads this when it restores an unacknowledged message, to put it
+                # back in the list it came from.
+                "priority": priority.broker_priority,
+                "delivery_tag": str(uuid.uuid4()),
+                "delivery_info": {"exchange": "", "routing_key": queue},
+            },
         }
     )
 
 
-def _short(value: Any, limit: int = 1024) -> str:
-    text = json.dumps(value)
+# The body's third part: no callbacks, errbacks, chain or chord.
+_EMBED = json.dumps({"callbacks": None, "errbacks": None, "chain": None, "chord": None})
+
+
+@lru_cache(maxsize=1024)
+def _template(app: Celery, task: str, pid: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Celery's own headers and properties for `task` (`as_task_v2`), less what each job fills in.
+
+    Asking Celery for every message cost most of a `.delay()`; for one task only the job id,
+    the argument reprs and the sender (`origin`, named by pid: hence the key) change. The
+    args are already checked to be plain JSON, so the body is encoded with json directly.
+    ignore_result: the job record is the result; without it the header's default (False)
+    overrides the task's own setting and Celery stores every result twice.
+    """
+    headers, properties, _, _ = app.amqp.as_task_v2("", task, args=[], kwargs={}, ignore_result=True)
+    properties.update(delivery_mode=2, body_encoding="base64")
+    return headers, properties
+
+
+def _short(text: str, limit: int = 1024) -> str:
+    """argsrepr/kwargsrepr (shown by Flower and worker logs): the JSON we already trust is
+    as readable as Celery's saferepr and costs a fraction of it."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
