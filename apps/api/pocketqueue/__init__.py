@@ -17,6 +17,7 @@ from pocketqueue.client.task import Task
 from pocketqueue.errors import JobFailed, JobTimeout, QueueError
 from pocketqueue.jobs.models import Priority
 from pocketqueue.jobs.registry import PermanentError
+from pocketqueue.pipelines import StageContext, current_stage, flow_task, stage
 from pocketqueue.schedules import Schedule, schedule
 from pocketqueue.worker.tasks import JobCancelled, JobContext, task
 
@@ -37,8 +38,12 @@ __all__ = [
     "Priority",
     "QueueError",
     "Schedule",
+    "StageContext",
     "Task",
+    "current_stage",
+    "flow_task",
     "schedule",
+    "stage",
     "task",
 ]
 

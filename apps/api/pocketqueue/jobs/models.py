@@ -84,6 +84,26 @@ class CeleryCaller(BaseModel):
     link_error: list[dict[str, Any]] | None = None
 
 
+class StageStatus(StrEnum):
+    PENDING = "pending"  # not reached yet
+    RUNNING = "running"  # its node is running (or was, when the attempt ended)
+    COMPLETED = "completed"  # its node finished and the checkpoint after it is saved
+    FAILED = "failed"  # its node raised (the job may retry: it resumes here)
+    SKIPPED = "skipped"  # the flow ended on another branch
+
+
+class Stage(BaseModel):
+    """One node of a flow job (pocketqueue.pipelines): what the record shows of it."""
+
+    name: str
+    weight: float  # its share of the job's progress, in percent
+    status: StageStatus = StageStatus.PENDING
+    started_at: datetime | None = None  # its latest start
+    finished_at: datetime | None = None
+    attempts: int = 0  # how many times its node started
+    error: str | None = None  # why its node last failed
+
+
 class Job(BaseModel):
     """One job: one Celery task, tracked in a Redis hash under `job_id`."""
 
@@ -111,6 +131,7 @@ class Job(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)  # how a caller finds its jobs (`tag=book_id:42`)
     queue: str | None = None  # the queue it was dispatched to (None: written by a version before queues)
     celery: CeleryCaller | None = None  # a plain Celery message a worker adopted (None: dispatched by PocketQueue)
+    stages: list[Stage] | None = None  # a flow job's stages (None: not a flow job, or not started yet)
     # Fields of the record that could not be decoded (written by an older version, or
     # by hand), with why; they are shown empty. None for every record PocketQueue writes now.
     unreadable: dict[str, str] | None = None
@@ -176,6 +197,7 @@ class Job(BaseModel):
             tags=content.json("tags", {}),
             queue=raw.get("queue") or None,
             celery=content.celery_caller(),
+            stages=content.stages(),
             unreadable=unreadable or None,
         )
 
@@ -205,6 +227,16 @@ class _Content:
             return CeleryCaller.model_validate(value) if value is not None else None
         except ValidationError as exc:
             self.unreadable["celery"] = str(exc)[:500]
+            return None
+
+    def stages(self) -> list[Stage] | None:
+        text = self.raw.get("stages")
+        if text is None:
+            return None
+        try:
+            return [Stage.model_validate(stage) for stage in json.loads(text)]
+        except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+            self.unreadable["stages"] = str(exc)[:500]
             return None
 
     def error(self, name: str) -> JobError | None:

@@ -48,6 +48,16 @@ class Claim:
         return self.outcome == "started"
 
 
+@dataclass
+class FlowState:
+    """A flow job's checkpoint: the node to run next (None: the flow ended), the shared store
+    as JSON, and its stages as the record shows them (a list of Stage dicts)."""
+
+    position: str | None
+    store_json: str | None
+    stages: list[dict[str, Any]]
+
+
 class WorkerJobStore:
     """Claims jobs, reports progress and heartbeats, records outcomes, runs the schedule."""
 
@@ -69,6 +79,7 @@ class WorkerJobStore:
         self._defer = redis.register_script(scripts.DEFER)
         self._reap = redis.register_script(scripts.REAP)
         self._announce = redis.register_script(scripts.ANNOUNCE)
+        self._checkpoint = redis.register_script(scripts.CHECKPOINT)
 
     def claim(self, job_id: str, worker: str, lease_ms: int, token: str, started_at: str | None = None) -> Claim:
         """Claim a queued job under `token` (make one per message; retrying with it is safe)."""
@@ -121,6 +132,37 @@ class WorkerJobStore:
             args=[self.keys.prefix, job_id, token, lease_ms, "" if progress is None else progress, step or "", worker]
         )
         return status
+
+    def checkpoint(self, job_id: str, token: str, worker: str, lease_ms: int, state: FlowState, progress: int) -> str:
+        """Save a flow job's state (checkpoint.lua); returns the job's status, or 'superseded'.
+
+        `state.store_json` None leaves the saved store as it is (a stage only started).
+        """
+        step = next((stage["name"] for stage in state.stages if stage["status"] == "running"), "")
+        status: str = self._checkpoint(
+            args=[
+                self.keys.prefix,
+                job_id,
+                token,
+                worker,
+                lease_ms,
+                progress,
+                step,
+                json.dumps(state.stages, separators=(",", ":")),
+                state.position or "",
+                "" if state.store_json is None else state.store_json,
+                now_timestamp(),
+            ]
+        )
+        return status
+
+    def flow_state(self, job_id: str) -> FlowState | None:
+        """A flow job's last checkpoint, or None if it has none (its first attempt)."""
+        fields = self.redis.hmget(self.keys.job(job_id), "flow_position", "flow_store", "stages")
+        position, store_json, stages = (str(field) if field is not None else None for field in fields)
+        if position is None or stages is None:
+            return None
+        return FlowState(position or None, store_json, json.loads(stages))
 
     def complete(self, job_id: str, token: str, result_json: str) -> str:
         fields = ("result", result_json, "progress", "100")

@@ -14,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pocketqueue.jobs.models import JobStatus
-from pocketqueue.jobs.worker_store import WorkerJobStore
+from pocketqueue.jobs.worker_store import FlowState, WorkerJobStore
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,20 @@ class JobContext:
                 raise
             self._status, self._unreachable = status, False
             self._unsent_percent = self._unsent_step = None
+
+    def checkpoint(self, state: FlowState, progress: int) -> None:
+        """Save a flow job's state under this attempt's claim (pipelines/); raises JobCancelled
+        if the job is no longer this attempt's to run, and nothing is saved then."""
+        with self._beat_lock:
+            status = self._store.checkpoint(self.job_id, self._token, self.worker, self._lease_ms, state, progress)
+            self._status, self._unreachable = status, False
+            self._unsent_percent = self._unsent_step = None
+        if self.cancelled:
+            raise JobCancelled(f"job {self.job_id} is {self._status}")
+
+    def flow_state(self) -> FlowState | None:
+        """A flow job's last checkpoint (None on its first attempt)."""
+        return self._store.flow_state(self.job_id)
 
     def flush(self) -> None:
         """Record progress still unsent (Redis was out of reach), before the attempt's outcome."""
