@@ -16,7 +16,7 @@ from typing import Any
 import redis
 from pocketflow import AsyncFlow, AsyncNode, Flow, Node
 
-from pocketqueue import JobCancelled, current_stage, flow_task, stage
+from pocketqueue import JobCancelled, JobContext, current_stage, flow_task, stage, task
 
 
 @functools.cache
@@ -136,3 +136,11 @@ def sync_flow() -> Flow:
     first, second = stage("first", Count()), stage("second", Count())
     first >> second
     return Flow(start=first)
+
+
+@task(name="tests.batch.collect")
+def collect(job: JobContext, batch: dict[str, Any], log: str = "") -> dict[str, Any]:
+    """A batch's on_complete: notes each run in `log`, returns what the batch did."""
+    if log:
+        _client().rpush(log, job.job_id)
+    return batch

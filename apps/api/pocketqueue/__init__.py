@@ -17,7 +17,9 @@ from pocketqueue.client.task import Task
 from pocketqueue.errors import JobFailed, JobTimeout, QueueError
 from pocketqueue.jobs.models import Priority
 from pocketqueue.jobs.registry import PermanentError
-from pocketqueue.pipelines import StageContext, current_stage, flow_task, stage
+from pocketqueue.pipelines.flow_task import flow_task
+from pocketqueue.pipelines.runner import StageContext, current_stage
+from pocketqueue.pipelines.stages import stage
 from pocketqueue.schedules import Schedule, schedule
 from pocketqueue.worker.tasks import JobCancelled, JobContext, task
 

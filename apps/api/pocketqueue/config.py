@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     # pool process) survives well past that, so no accepted job can crash a worker.
     queue_max_json_depth: int = Field(default=32, ge=1, le=64)
     queue_max_result_bytes: int = Field(default=1_048_576, ge=1)
+    queue_max_batch_jobs: int = Field(default=1000, ge=1, le=100_000)
     # A message a worker receives again and again without its job ever starting (it
     # crashed the worker, or could not be handed to a pool process) is quarantined: the
     # job fails into the dead letters instead of crash-looping every worker.

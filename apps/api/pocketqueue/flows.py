@@ -36,6 +36,9 @@ from pocketflow import AsyncFlow, AsyncNode
 
 from pocketqueue.errors import JobAlreadyFinished, JobNotFailed, JobNotFound, QueueError, RedisUnavailable
 from pocketqueue.nodes import (
+    BatchDispatchNode,
+    BatchReadNode,
+    BatchWaitNode,
     CeleryTaskDispatchNode,
     DeadLetterListNode,
     EndNode,
@@ -111,6 +114,24 @@ def create_health_flow() -> AsyncFlow:
 
 def create_redis_probe_flow() -> AsyncFlow:
     return _after_redis_check(RedisProbeNode(), max_age=0)
+
+
+def create_batch_dispatch_flow() -> AsyncFlow:
+    """Write `shared["batch_request"]` (every job, all or none), then read the batch back."""
+    return _after_redis_check(BatchDispatchNode())
+
+
+def create_batch_read_flow() -> AsyncFlow:
+    return _after_redis_check(BatchReadNode())
+
+
+def create_batch_and_wait_flow() -> AsyncFlow:
+    """Write `shared["batch_request"]`, then wait up to `shared["wait_timeout"]` for it to end:
+    a pipeline's fan-out and fan-in in two nodes ("ended", "timeout" or "rejected")."""
+    dispatch = BatchDispatchNode()
+    dispatch - "dispatched" >> BatchWaitNode()
+    dispatch - "rejected" >> EndNode("rejected")
+    return _after_redis_check(dispatch)
 
 
 def create_schedules_flow() -> AsyncFlow:

@@ -12,6 +12,7 @@ from pocketqueue.api.body_limit import BodyLimitMiddleware
 from pocketqueue.api.openapi import install_contract
 from pocketqueue.api.problems import install_problem_handlers
 from pocketqueue.api.routes import (
+    batches,
     dead_letter,
     events,
     health,
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     for router in (
         jobs.router,
+        batches.router,
         listing.router,
         events.router,
         stats.router,

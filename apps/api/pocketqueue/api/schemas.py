@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -13,6 +14,7 @@ from pocketqueue.nodes.job_redrive import RedriveReport
 from pocketqueue.observe.position import QueuePosition
 from pocketqueue.observe.stats import QueueStats
 from pocketqueue.observe.workers import WorkerView
+from pocketqueue.pipelines.batches import Batch, BatchRequest
 
 MAX_BATCH = 1000
 MAX_WAIT_SECONDS = 300.0
@@ -125,6 +127,61 @@ class JobPublic(Job):
             public.queue_position = position.ahead
             public.estimated_start_seconds = position.estimated_start_seconds
         return public
+
+
+class BatchCreate(BaseModel):
+    """Jobs to dispatch as one batch, and the job to run once they have all ended."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "jobs": [{"task": "pocketqueue.debug", "kwargs": {"result": n}} for n in (1, 2)],
+                    "on_complete": {"task": "pocketqueue.debug"},
+                    "policy": "continue",
+                }
+            ]
+        },
+    )
+
+    jobs: list[JobCreate] = Field(
+        min_length=1, description="Dispatched together, all or none (at most QUEUE_MAX_BATCH_JOBS); no keys"
+    )
+    on_complete: JobCreate | None = Field(
+        default=None,
+        description="Dispatched once, when every job has ended, with the keyword argument `batch`: "
+        "{batch_id, counts, jobs: {job_id: {status, result}}, results_included}",
+    )
+    policy: Literal["continue", "fail_fast"] = Field(
+        default="continue",
+        description="continue: a failed job is counted and the rest run on; fail_fast: the first failed job "
+        "fails the batch, the jobs still active are cancelled and on_complete does not run",
+    )
+
+    def to_request(self) -> BatchRequest:
+        callback = self.on_complete.to_request(None) if self.on_complete is not None else None
+        return BatchRequest([job.to_request(None) for job in self.jobs], callback, self.policy)
+
+
+class BatchPublic(BaseModel):
+    """A batch: its state, its jobs' counts per final status, and its callback."""
+
+    batch_id: str
+    state: Literal["running", "completed", "failed"]
+    policy: str
+    total: int = Field(description="How many jobs it holds")
+    done: int = Field(description="How many of them have ended")
+    counts: dict[str, int] = Field(description="Ended jobs per final status")
+    jobs: list[str]
+    created_at: datetime
+    finished_at: datetime | None
+    on_complete: str | None = Field(description="The callback's task")
+    on_complete_job: str | None = Field(description="The callback's job, once dispatched")
+
+    @classmethod
+    def of(cls, batch: Batch) -> BatchPublic:
+        return cls.model_validate(batch, from_attributes=True)
 
 
 class BatchStatusRequest(BaseModel):

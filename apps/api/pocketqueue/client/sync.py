@@ -25,12 +25,22 @@ from redis.retry import Retry
 from pocketqueue.client.handle import JobHandle
 from pocketqueue.client.options import DispatchOptions, build_request
 from pocketqueue.config import Settings, get_settings
-from pocketqueue.errors import DispatchOutcomeUnknown, JobAlreadyFinished, JobNotFound
+from pocketqueue.errors import DispatchOutcomeUnknown, InvalidRequest, JobAlreadyFinished, JobNotFound
 from pocketqueue.jobs import scripts
 from pocketqueue.jobs.dispatch import Created, create_args, plan, refusal
 from pocketqueue.jobs.keys import Keys
 from pocketqueue.jobs.models import ACTIVE_STATUSES, Job, decode_record, now_timestamp
+from pocketqueue.jobs.request import DispatchRequest
 from pocketqueue.observe.celery_events import tell_celery_cancelled
+from pocketqueue.pipelines.batches import (
+    Batch,
+    BatchNotFound,
+    BatchRequest,
+    check_batch_replies,
+    plan_batch,
+    queue_batch,
+    read_batch,
+)
 from pocketqueue.worker.app import PocketQueueCelery, create_celery_app
 
 # A lost wake-up (pub/sub reconnecting) costs at most this long: not a polling loop.
@@ -96,6 +106,36 @@ class Client:
             raise error
         return JobHandle(self, job_id, duplicate=outcome == "duplicate")
 
+    def dispatch_batch(
+        self, jobs: Sequence[Mapping[str, Any]], on_complete: Mapping[str, Any] | None = None, policy: str = "continue"
+    ) -> Batch:
+        """Dispatch `jobs` as one batch, all or none; `on_complete` runs once they have all ended.
+
+        Each job (and `on_complete`) is a mapping as for HTTP: `task`, `args`, `kwargs` and any
+        dispatch option. The callback gets the keyword argument `batch` (see pipelines/fan_in.py).
+        """
+        request = BatchRequest([_request(job) for job in jobs], _request(on_complete) if on_complete else None, policy)
+        planned = plan_batch(request, self.settings, self.celery, registered_only=False)
+        try:
+            with self.redis.pipeline(transaction=True) as pipe:
+                queue_batch(pipe, self.keys, planned, scripts.CREATE, self.settings.queue_job_ttl_seconds)
+                replies = pipe.execute()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise DispatchOutcomeUnknown(planned.children[0].job.job_id) from exc
+        check_batch_replies(replies, planned)
+        return self.batch(planned.batch_id)
+
+    def batch(self, batch_id: str) -> Batch:
+        """A batch as it stands (raises BatchNotFound)."""
+        meta, children = (
+            self.redis.hgetall(self.keys.batch(batch_id)),
+            self.redis.hgetall(self.keys.batch_children(batch_id)),
+        )
+        found = read_batch(meta, children)
+        if found is None:
+            raise BatchNotFound(batch_id)
+        return found
+
     def handle(self, job_id: str) -> JobHandle:
         """A handle on a job dispatched elsewhere (nothing is read until you ask)."""
         return JobHandle(self, job_id)
@@ -159,6 +199,13 @@ class Client:
             self.redis.close()
         for name in ("redis", "_scripts"):
             self.__dict__.pop(name, None)
+
+
+def _request(job: Mapping[str, Any]) -> DispatchRequest:
+    options = {name: value for name, value in job.items() if name not in ("task", "args", "kwargs")}
+    if "task" not in job:
+        raise InvalidRequest("each job of a batch needs a task")
+    return build_request(job["task"], job.get("args"), job.get("kwargs"), options)
 
 
 _default: tuple[int, Client] | None = None

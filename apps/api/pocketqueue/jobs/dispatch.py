@@ -60,6 +60,7 @@ def plan(
     now: datetime | None = None,
     job_id: str | None = None,
     publish: bool = True,
+    batch: str | None = None,
 ) -> Planned:
     """Check `request` and build its job; raises QueueError (nothing is written).
 
@@ -69,6 +70,7 @@ def plan(
       TaskNotRegistered after QUEUE_UNKNOWN_TASK_SECONDS).
     job_id/publish: a worker adopting a message it already holds keeps its id and sends
       nothing (publish=False).
+    batch: the batch the job is a child of (pipelines/batches.py).
     """
     now = now or datetime.now(UTC)
     request.check(settings.queue_max_json_depth, now)
@@ -96,6 +98,7 @@ def plan(
         unique_key=request.unique_key,
         tags=dict(request.tags),
         queue=queue,
+        batch=batch,
     )
     message, queue_list = "", ""
     if run_at is None and publish:

@@ -93,6 +93,23 @@ class Keys:
         # removed from the code leaves nothing behind.
         return f"{self.prefix}:schedules:{name}"
 
+    def batch(self, batch_id: str) -> str:
+        # Hash, one per batch (pocketqueue/pipelines/batches.py): its size, policy, state,
+        # counts per child status (`n:<status>`), callback and callback job. Expires with
+        # its children's records (each child's end renews it).
+        return f"{self.prefix}:batch:{batch_id}"
+
+    def batch_children(self, batch_id: str) -> str:
+        # Hash: each child's job id and its final status ('' while it is active). Written by
+        # the same Lua step that ends the child (job.lua fan_in), so no count can be lost.
+        return f"{self.prefix}:batch:{batch_id}:children"
+
+    @property
+    def batches_due(self) -> str:
+        # Sorted set: batches whose fan-in is due (every child ended, or one failed under
+        # fail_fast), by when; the janitor leader dispatches each callback exactly once.
+        return f"{self.prefix}:batches:due"
+
     def reply(self, token: str) -> str:
         # String with a 60 s TTL: what a script answered to the call with this request
         # token, for a resend of it after a lost reply (clear.lua).

@@ -131,6 +131,7 @@ class Job(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)  # how a caller finds its jobs (`tag=book_id:42`)
     queue: str | None = None  # the queue it was dispatched to (None: written by a version before queues)
     celery: CeleryCaller | None = None  # a plain Celery message a worker adopted (None: dispatched by PocketQueue)
+    batch: str | None = None  # the batch it is a child of (pipelines/batches.py)
     stages: list[Stage] | None = None  # a flow job's stages (None: not a flow job, or not started yet)
     # Fields of the record that could not be decoded (written by an older version, or
     # by hand), with why; they are shown empty. None for every record PocketQueue writes now.
@@ -163,6 +164,8 @@ class Job(BaseModel):
             fields["tags"] = json.dumps(self.tags, separators=(",", ":"))
         if self.queue is not None:
             fields["queue"] = self.queue
+        if self.batch is not None:
+            fields["batch"] = self.batch
         if self.celery is not None:
             fields["celery"] = self.celery.model_dump_json(exclude_none=True)
         return fields
@@ -197,6 +200,7 @@ class Job(BaseModel):
             tags=content.json("tags", {}),
             queue=raw.get("queue") or None,
             celery=content.celery_caller(),
+            batch=raw.get("batch") or None,
             stages=content.stages(),
             unreadable=unreadable or None,
         )

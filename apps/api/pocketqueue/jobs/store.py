@@ -12,6 +12,7 @@ from pocketqueue.jobs import scripts
 from pocketqueue.jobs.dispatch import Created, Planned, create_args
 from pocketqueue.jobs.keys import Keys, queue_lists
 from pocketqueue.jobs.models import Job, decode_record, now_timestamp
+from pocketqueue.pipelines.batches import Batch, PlannedBatch, check_batch_replies, queue_batch, read_batch
 
 
 class JobStore:
@@ -30,6 +31,20 @@ class JobStore:
         """Write the record, index it and publish its message (or schedule it), all or nothing."""
         outcome, job_id = await self._create(args=create_args(self.keys.prefix, planned, ttl_seconds))
         return Created(outcome, job_id)
+
+    async def create_batch(self, planned: PlannedBatch, ttl_seconds: int) -> None:
+        """Write a batch's record and all its jobs in one transaction (pipelines/batches.py)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            queue_batch(pipe, self.keys, planned, scripts.CREATE, ttl_seconds)
+            replies = await pipe.execute()
+        check_batch_replies(replies, planned)
+
+    async def get_batch(self, batch_id: str) -> Batch | None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.batch(batch_id))
+            pipe.hgetall(self.keys.batch_children(batch_id))
+            meta, children = await pipe.execute()
+        return read_batch(meta, children)
 
     async def get(self, job_id: str) -> Job | None:
         raw = await self.redis.hgetall(self.keys.job(job_id))

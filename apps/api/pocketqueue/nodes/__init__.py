@@ -21,9 +21,14 @@ The shared store they read and write:
     schedule_name  a schedule's name (input to ScheduleLookupNode); schedule: the Schedule found
     paused         pause (True) or resume (False) `schedule` (input to SchedulePauseNode)
     schedules      ScheduleViews: every declared schedule, or `schedule` alone (ScheduleStateNode)
+    batch_request  BatchRequest: jobs to write as one batch (input to BatchDispatchNode)
+    batch_id       a batch's id (input to BatchReadNode, BatchWaitNode); batch: the Batch written or read
 """
 
 from pocketqueue.jobs.request import DispatchRequest
+from pocketqueue.nodes.batch_dispatch import BatchDispatchNode
+from pocketqueue.nodes.batch_read import BatchReadNode
+from pocketqueue.nodes.batch_wait import BatchWaitNode
 from pocketqueue.nodes.dead_letter import DeadLetterListNode
 from pocketqueue.nodes.end import EndNode
 from pocketqueue.nodes.job_listing import JobListNode
@@ -41,6 +46,9 @@ from pocketqueue.nodes.worker_ping import WorkerPingNode
 from pocketqueue.nodes.worker_registry import WorkerRegistryNode
 
 __all__ = [
+    "BatchDispatchNode",
+    "BatchReadNode",
+    "BatchWaitNode",
     "CeleryTaskDispatchNode",
     "DeadLetterListNode",
     "DispatchRequest",

@@ -1,7 +1,6 @@
-"""Pipeline jobs: a PocketFlow flow run as one durable job, stage by stage, with checkpoints."""
+"""Pipelines: a PocketFlow flow run as one durable job (flow_task.py, runner.py, stages.py),
+and batches of jobs fanned in to one callback (batches.py, fan_in.py).
 
-from pocketqueue.pipelines.flow_task import flow_task
-from pocketqueue.pipelines.runner import StageContext, current_stage
-from pocketqueue.pipelines.stages import stage
-
-__all__ = ["StageContext", "current_stage", "flow_task", "stage"]
+Import from the modules (or from `pocketqueue`): this package imports nothing itself, so
+the worker's janitor can use the fan-in without loading the flow runner.
+"""

@@ -11,7 +11,9 @@ Every tick each worker refreshes its heartbeat key, and one worker at a time, th
   (purged, deleted, popped by a process that died), found from each broker list's
   published set and watermark (jobs/lua/republish.lua);
 - every tick, takes finished jobs out of the listing indexes just before their records
-  expire (jobs/lua/reap.lua).
+  expire (jobs/lua/reap.lua);
+- every tick, fires due periodic jobs and settles batches whose children have all ended
+  (dispatches their callback once, or cancels the rest of a failed fail_fast batch).
 Each of these costs O(what is due), not O(jobs) and not O(jobs x workers).
 
 Every transition is a Lua script that re-checks the record, so a janitor that still
@@ -34,6 +36,7 @@ from pocketqueue.jobs.message import message_for
 from pocketqueue.jobs.models import JobError
 from pocketqueue.jobs.payload import PayloadError
 from pocketqueue.observe.celery_events import announce_failed, announce_retried
+from pocketqueue.pipelines.fan_in import settle_due_batches
 from pocketqueue.schedules.firing import fire_due_schedules
 from pocketqueue.worker import heartbeat
 
@@ -103,6 +106,7 @@ class Janitor:
             self.republish_lost()
             self._next_sweep = now + settings.janitor_interval
         fire_due_schedules(self.app)  # periodic jobs: each due slot once (pocketqueue/schedules/firing.py)
+        settle_due_batches(self.app)  # batches whose children have all ended (pocketqueue/pipelines/fan_in.py)
 
     def publish_due(self, now: float, batch: int = 200, most: int = 5000) -> int:
         """Publish due jobs, a batch at a time, at most `most` per tick (the rest go next tick)."""

@@ -12,7 +12,7 @@
 --- @include "job"
 
 local rec = read({'status', 'attempts', 'worker', 'ttl', 'claim', 'started_at', 'task', 'queue', 'created_at',
-  'progress', 'step', 'unique_key'})
+  'progress', 'step', 'unique_key', 'batch'})
 local status, attempts, worker, started_at = rec.status, rec.attempts, rec.worker, rec.started_at
 if not status then return 'missing' end
 local from_status = 'processing'

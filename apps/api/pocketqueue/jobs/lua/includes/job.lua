@@ -107,6 +107,34 @@ local function drop_lease()
   redis.call('ZREM', key('leases'), job_id)
 end
 
+-- A batch's fan-in (pipelines/batches.py), in the same step that ends a child, so no
+-- count can be lost or made twice. The children hash holds each child's final status
+-- ('' while active): a child that ends again after a re-drive moves its count from the old
+-- status to the new. The first time every child has ended (or, under fail_fast, one
+-- failed), the batch leaves 'running' and is due: the janitor leader then dispatches its
+-- callback once (an idempotency key) or cancels what is left. `ttl`: the child's record's.
+local function fan_in(batch, status, now, ttl)
+  local meta, children = key('batch', batch), key('batch', batch, 'children')
+  local before = redis.call('HGET', children, job_id)
+  if not before or before == status then return end  -- not a child (the batch expired), or counted
+  redis.call('HSET', children, job_id, status)
+  if before == '' then redis.call('HINCRBY', meta, 'done', 1) else redis.call('HINCRBY', meta, 'n:' .. before, -1) end
+  redis.call('HINCRBY', meta, 'n:' .. status, 1)
+  if redis.call('TTL', meta) < ttl then redis.call('EXPIRE', meta, ttl); redis.call('EXPIRE', children, ttl) end
+  local state, done, total, policy = unpack(redis.call('HMGET', meta, 'state', 'done', 'total', 'policy'))
+  if state ~= 'running' then return end
+  local ended
+  if status == 'failed' and policy == 'fail_fast' then
+    ended = 'failed'
+  elseif tonumber(done) >= tonumber(total) then
+    ended = 'completed'
+  end
+  if ended then
+    redis.call('HSET', meta, 'state', ended, 'finished_at', now)
+    redis.call('ZADD', key('batches', 'due'), now, batch)
+  end
+end
+
 -- The record's fields are written; end the job: drop its lease, schedule entry and
 -- unique key, expire it, move it to its final index, and wake anyone waiting on it.
 -- `rec` as for move(); with it, `published_to` and `unique_key` too. The final index
@@ -124,6 +152,9 @@ local function finish(from_status, to_status, now, ttl, rec)
     redis.call('DEL', key('unique', unique))
   end
   redis.call('EXPIRE', job, ttl)
+  local batch = rec and rec.batch
+  if batch == nil then batch = redis.call('HGET', job, 'batch') end
+  if batch then fan_in(batch, to_status, now, ttl) end
   local task, ran = move(from_status, to_status, now, rec)
   observe_finish(to_status, now, ttl, task, ran)
   local index = key('index', to_status)
