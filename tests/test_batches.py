@@ -194,3 +194,17 @@ def test_the_callback_runs_exactly_once_under_worker_kills_and_a_redis_restart(
     # The kill hit children mid-run: they ran again (attempt 2), and were still counted once.
     attempts = [entry.rsplit(":", 1)[1] for entry in ran.lrange(runs, 0, -1)]
     assert "2" in attempts, attempts
+
+
+def test_a_flow_job_fans_out_and_its_continuation_fans_in_without_holding_a_worker(
+    batch_settings: Settings, start_worker: StartWorker
+) -> None:
+    # The documented alternative to parking: the flow ends at the fan-out, and the batch's
+    # callback is the flow that continues, seeded with the batch's outcome.
+    start_worker(batch_settings)
+    client = Client(batch_settings)
+    first = client.dispatch("tests.flow.fan_out", kwargs={"numbers": [1, 2, 3]}).result(timeout=30)
+    batch = settled(client, first["batch_id"])
+    assert batch.on_complete == "tests.flow.fan_in"
+    assert batch.on_complete_job is not None
+    assert client.handle(batch.on_complete_job).result(timeout=30) == {"total": 12}

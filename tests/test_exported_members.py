@@ -21,8 +21,12 @@ def test_top_level_exports() -> None:
         "Priority",
         "QueueError",
         "Schedule",
+        "StageContext",
         "Task",
+        "current_stage",
+        "flow_task",
         "schedule",
+        "stage",
         "task",
     ]
     for name in pocketqueue.__all__:  # every name resolves (the clients are loaded on first use)
@@ -31,6 +35,9 @@ def test_top_level_exports() -> None:
 
 def test_node_exports() -> None:
     assert sorted(pocketqueue.nodes.__all__) == [
+        "BatchDispatchNode",
+        "BatchReadNode",
+        "BatchWaitNode",
         "CeleryTaskDispatchNode",
         "DeadLetterListNode",
         "DispatchRequest",
@@ -55,6 +62,9 @@ def test_node_exports() -> None:
 def test_flow_factories() -> None:
     factories = sorted(name for name in vars(pocketqueue.flows) if name.startswith("create_"))
     assert factories == [
+        "create_batch_and_wait_flow",
+        "create_batch_dispatch_flow",
+        "create_batch_read_flow",
         "create_cancel_flow",
         "create_dead_letter_flow",
         "create_dispatch_and_wait_flow",

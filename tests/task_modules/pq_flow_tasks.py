@@ -16,7 +16,7 @@ from typing import Any
 import redis
 from pocketflow import AsyncFlow, AsyncNode, Flow, Node
 
-from pocketqueue import JobCancelled, JobContext, current_stage, flow_task, stage, task
+from pocketqueue import Client, JobCancelled, JobContext, current_stage, flow_task, stage, task
 
 
 @functools.cache
@@ -144,3 +144,38 @@ def collect(job: JobContext, batch: dict[str, Any], log: str = "") -> dict[str, 
     if log:
         _client().rpush(log, job.job_id)
     return batch
+
+
+class FanOut(AsyncNode):  # type: ignore[misc]
+    """Dispatches a batch of tests.add jobs whose callback is the flow that goes on (fan_in)."""
+
+    async def prep_async(self, shared: dict[str, Any]) -> list[int]:
+        return list(shared["numbers"])
+
+    async def exec_async(self, numbers: list[int]) -> str:
+        jobs = [{"task": "tests.add", "args": [n, n]} for n in numbers]
+        return Client().dispatch_batch(jobs, on_complete={"task": "tests.flow.fan_in"}).batch_id
+
+    async def post_async(self, shared: dict[str, Any], prep: Any, batch_id: str) -> None:
+        shared["batch_id"] = batch_id
+
+
+class Total(AsyncNode):  # type: ignore[misc]
+    """Adds up the batch's results (the store was seeded with `batch` by the callback)."""
+
+    async def prep_async(self, shared: dict[str, Any]) -> dict[str, Any]:
+        return dict(shared["batch"])
+
+    async def post_async(self, shared: dict[str, Any], batch: dict[str, Any], _: Any) -> None:
+        shared["total"] = sum(entry["result"]["sum"] for entry in batch["jobs"].values())
+        del shared["batch"]  # the store is the result: keep it small
+
+
+@flow_task(name="tests.flow.fan_out")
+def fan_out() -> AsyncFlow:
+    return AsyncFlow(start=FanOut())
+
+
+@flow_task(name="tests.flow.fan_in")
+def fan_in() -> AsyncFlow:
+    return AsyncFlow(start=Total())

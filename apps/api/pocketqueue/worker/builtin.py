@@ -9,8 +9,19 @@ from pocketqueue.worker.tasks import JobContext, task
 
 
 @task(name="pocketqueue.debug")
-def debug(job: JobContext, sleep: float = 0, fail: bool = False, result: Any = None, steps: int = 0) -> Any:
-    """Sleep (split over `steps` progress reports), then fail or echo `result`."""
+def debug(
+    job: JobContext,
+    sleep: float = 0,
+    fail: bool = False,
+    result: Any = None,
+    steps: int = 0,
+    batch: dict[str, Any] | None = None,
+) -> Any:
+    """Sleep (split over `steps` progress reports), then fail or echo `result`.
+
+    As a batch's `on_complete` it is given the batch's outcome (`batch`) and echoes that
+    when no `result` was asked for, so the documented batch example runs as written.
+    """
     if steps > 0:
         for done in range(1, steps + 1):
             time.sleep(sleep / steps)
@@ -19,4 +30,4 @@ def debug(job: JobContext, sleep: float = 0, fail: bool = False, result: Any = N
         time.sleep(sleep)
     if fail:
         raise RuntimeError("pocketqueue.debug failed on purpose (fail=true)")
-    return result
+    return batch if result is None and batch is not None else result
