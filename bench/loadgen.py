@@ -23,9 +23,12 @@ MAX_RECONNECTS = 20
 GRACE_SECONDS = 30.0
 
 
-def encode_request(method: str, host: str, port: int, path: str, body: bytes = b"") -> bytes:
+def encode_request(
+    method: str, host: str, port: int, path: str, body: bytes = b"", headers: tuple[tuple[str, str], ...] = ()
+) -> bytes:
     """A complete HTTP/1.1 request, ready to write to the socket as is."""
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: keep-alive"]
+    lines += [f"{name}: {value}" for name, value in headers]
     if body:
         lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + body

@@ -12,7 +12,7 @@ from wrk import WrkResult
 
 PQ_TASK = "pocketqueue.debug"
 PQ_DISPATCH = "/api/queue/dispatch"
-PHASES = ("dispatch", "delay", "latency", "drain", "drain-async", "soak")
+PHASES = ("dispatch", "dispatch-key", "delay", "latency", "drain", "drain-async", "drain-flow", "soak")
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class Options:
     drain_timeout: float = 300.0
     delay_jobs: int = 5_000  # per run of in-process `.delay()`
     delay_runs: int = 3
+    dispatch_key_runs: int = 3  # each a run without a key, then one with (~25 s a pair)
     drain_async_runs: int = 1  # each an async then a sync no-op drain (~1.5 min); 3 for a median
     soak: int = 200_000
     soak_seconds: float = 900.0  # a safety bound: 200,000 dispatches took 4.5-7.5 min on 2 cores
@@ -67,10 +68,25 @@ class Target:
     body: dict[str, Any]
     ready_path: str
     naive: bool
+    headers: tuple[tuple[str, str], ...] = ()  # sent with every request
+    env: tuple[tuple[str, str], ...] = ()  # the API's settings beyond the defaults
 
 
 PQ_TARGET = Target(
     "pocketqueue", "PocketQueue API", PQ_DISPATCH, {"task": PQ_TASK, "kwargs": {}}, "/api/queue/tasks", False
+)
+# The API with keys configured (three, as a small deployment has), each request with the
+# write key: the cost of checking a key on every dispatch.
+BENCH_KEY = "bench-write-key-0123456789abcdef"
+PQ_KEY_TARGET = replace(
+    PQ_TARGET,
+    name="pocketqueue_key",
+    label="PocketQueue API, with an API key",
+    ready_path="/openapi.json",
+    headers=(("Authorization", f"Bearer {BENCH_KEY}"),),
+    env=(
+        ("QUEUE_API_KEYS", f"dash:read:bench-read-key-0123456789,web:write:{BENCH_KEY},ops:admin:bench-admin-key-0123"),
+    ),
 )
 NAIVE_TARGET = Target(
     "naive", "naive FastAPI `def` + `apply_async`", "/dispatch", {"task": NOOP, "kwargs": {}}, "/health", True
@@ -137,6 +153,8 @@ class Results:
     soak: dict[str, SoakRun] = field(default_factory=dict)
     delay: dict[str, DelayRun] = field(default_factory=dict)
     drain_async: dict[str, list[DrainRun]] = field(default_factory=dict)  # "async" and "sync" runs
+    drain_flow: dict[str, list[DrainRun]] = field(default_factory=dict)  # "flow" and "sync" runs
+    dispatch_key: dict[str, list[DispatchRun]] = field(default_factory=dict)  # without and with a key
     code: tuple[str, str] = ("", "")  # code_version() when the run started, and when it ended
     # Per phase: the share of the machine's CPU used by processes this run did not start.
     other_cpu: dict[str, float] = field(default_factory=dict)

@@ -13,6 +13,7 @@ from model import (
     NAIVE_ASYNC_TARGET,
     NAIVE_TARGET,
     PHASES,
+    PQ_KEY_TARGET,
     PQ_TARGET,
     DispatchRun,
     DrainRun,
@@ -45,6 +46,10 @@ def render(results: Results, seconds: float) -> str:
         sections.append(drain_section(results))
     if results.drain_async:
         sections.append(drain_async_section(results))
+    if results.drain_flow:
+        sections.append(drain_flow_section(results))
+    if results.dispatch_key:
+        sections.append(dispatch_key_section(results))
     if results.soak:
         sections.append(soak_section(results))
     sections.append(method_section(options))
@@ -171,6 +176,8 @@ def summary(results: Results) -> str:
         )
     rows.extend(delay_summary_rows(results))
     rows.extend(drain_async_summary_rows(results))
+    rows.extend(drain_flow_summary_rows(results))
+    rows.extend(dispatch_key_summary_rows(results))
     rows.extend(soak_summary_rows(results))
     header = ["Measurement", "PocketQueue", "Baseline", "Ratio", "Target", "Result"]
     return "## Summary\n\n" + table(header, rows, "lrrrll")
@@ -215,6 +222,65 @@ def drain_async_summary_rows(results: Results) -> list[list[str]]:
             "",
         ]
     ]
+
+
+def stage_overhead_ms(results: Results) -> float | None:
+    """What each stage of a flow job adds to a job, in ms of a worker process's time: the
+    drain's extra seconds per job, times the worker's 2 processes, over the 5 stages."""
+    runs_flow, runs_sync = results.drain_flow.get("flow"), results.drain_flow.get("sync")
+    if not runs_flow or not runs_sync:
+        return None
+    per_job = 2 * (1 / median_rate(runs_flow) - 1 / median_rate(runs_sync))
+    return 1000 * per_job / 5
+
+
+def drain_flow_summary_rows(results: Results) -> list[list[str]]:
+    overhead = stage_overhead_ms(results)
+    if overhead is None:
+        return []
+    rate_flow, rate_sync = median_rate(results.drain_flow["flow"]), median_rate(results.drain_flow["sync"])
+    return [
+        [
+            f"Flow job overhead per stage (5-node no-op flow, {results.drain_flow['flow'][0].jobs:,} jobs)",
+            f"{overhead:.2f} ms ({rate_flow:,.0f} jobs/s)",
+            f"{rate_sync:,.0f} jobs/s (plain no-op)",
+            "",
+            "< 5 ms",
+            verdict(overhead < 5),
+        ]
+    ]
+
+
+def dispatch_key_summary_rows(results: Results) -> list[list[str]]:
+    without, keyed = results.dispatch_key.get(PQ_TARGET.name), results.dispatch_key.get(PQ_KEY_TARGET.name)
+    if not without or not keyed:
+        return []
+    rate_without = statistics.median(run.result.rate for run in without)
+    rate_keyed = statistics.median(run.result.rate for run in keyed)
+    return [
+        [
+            f"Dispatch throughput with an API key ({len(keyed)} alternating runs, median)",
+            f"{rate_keyed:,.0f} req/s",
+            f"{rate_without:,.0f} req/s (no keys)",
+            ratio(rate_keyed, rate_without),
+            ">= 0.9x",
+            verdict(rate_keyed >= 0.9 * rate_without),
+        ]
+    ]
+
+
+def dispatch_key_section(results: Results) -> str:
+    rows = [
+        [
+            runs[0].target.label,
+            ", ".join(f"{run.result.rate:,.0f}" for run in runs),
+            f"{statistics.median(run.result.rate for run in runs):,.0f}",
+            f"{statistics.median(run.api_cpu for run in runs):.0%}",
+        ]
+        for runs in results.dispatch_key.values()
+    ]
+    header = ["API (one process, no worker)", "req/s per run", "median req/s", "API CPU"]
+    return "## 1c. Dispatch with an API key\n\n" + table(header, rows)
 
 
 def median_rate(runs: Sequence[DrainRun]) -> float:
@@ -369,6 +435,16 @@ def drain_async_section(results: Results) -> str:
     return "## 3b. Worker drain, async tasks\n\n" + table(header, rows)
 
 
+def drain_flow_section(results: Results) -> str:
+    labels = {"flow": "5-node no-op flow job (`@flow_task`)", "sync": "`def` no-op"}
+    rows = [
+        [labels[kind], f"{runs[0].jobs:,}", ", ".join(f"{run.rate:,.0f}" for run in runs), f"{median_rate(runs):,.0f}"]
+        for kind, runs in results.drain_flow.items()
+    ]
+    header = ["PocketQueue task (one worker, concurrency 2)", "jobs", "jobs/s per run", "median jobs/s"]
+    return "## 3c. Worker drain, flow jobs\n\n" + table(header, rows)
+
+
 def soak_section(results: Results) -> str:
     rows = []
     for run in results.soak.values():
@@ -430,6 +506,12 @@ def method_section(options: Options) -> str:
         "drain-async": f"- Async drain: as the drain, {options.drain_jobs:,} jobs of bench/bench_tasks.py's "
         "`async def` no-op, then of its `def` twin (TASK_MODULES=bench_tasks), alternating, "
         f"{options.drain_async_runs} run(s) each; the median run is reported.",
+        "dispatch-key": f"- Dispatch with a key: as the dispatch, {options.dispatch_key_runs} alternating runs of the "
+        "API with no keys and of the API with three keys configured and the write key sent with every request "
+        "(`Authorization: Bearer`); the median of each is compared.",
+        "drain-flow": f"- Flow drain: as the drain, {max(1, options.drain_jobs // 5):,} jobs of bench/bench_tasks.py's "
+        "5-node no-op flow task, then of its `def` no-op, alternating; the overhead per stage is the extra "
+        "drain time per job, times the worker's 2 processes, over 5 stages.",
         "soak": f"- Soak: the same closed loop until {options.soak:,} dispatches (naive: {options.naive_soak:,}, "
         f"capped at {options.naive_soak_seconds:.0f} s), VmRSS of the API process sampled every "
         f"{options.rss_interval:.0f} s; a stall is a request slower than {STALL_SECONDS:.0f} s. "

@@ -12,6 +12,7 @@ every process started is stopped at the end, also on Ctrl-C or an error. Measure
 2. latency: dispatch-to-result, sequential, with a worker running;
 3. drain: how fast one worker (concurrency 2) empties a queue of no-op jobs;
    drain-async: the same with an `async def` no-op task, against a sync one;
+   drain-flow: a 5-node no-op flow job against a plain no-op (the cost of a stage);
 4. soak: the API's memory and stalls over many dispatches.
 
 The markdown report is printed and also written under bench/results/.
@@ -48,6 +49,7 @@ from model import (
     NAIVE_TARGET,
     PHASES,
     PQ_DISPATCH,
+    PQ_KEY_TARGET,
     PQ_TARGET,
     PQ_TASK,
     DelayRun,
@@ -116,7 +118,7 @@ class Bench:
             argv += ["--log-level", "warning", "--app-dir", str(BENCH_DIR)]
         else:
             argv = [sys.executable, "-m", "pocketqueue", "api"]
-        env = self.env(API_HOST=HOST, API_PORT=str(port))
+        env = self.env(API_HOST=HOST, API_PORT=str(port), **dict(target.env))
         return Service(f"{target.name}-api-{port}", argv, env, self.work_dir, self.logs)
 
     def worker(self, kind: str, ready_file: Path, **extra_env: str) -> Service:
@@ -189,10 +191,30 @@ def bench_dispatch(bench: Bench, options: Options, results: Results) -> None:
 
 
 async def fixed_duration_load(port: int, target: Target, options: Options) -> LoadResult:
-    payload = encode_request("POST", HOST, port, target.path, json.dumps(target.body).encode())
+    payload = encode_request("POST", HOST, port, target.path, json.dumps(target.body).encode(), target.headers)
     async with LoadGenerator(HOST, port, payload, options.clients) as generator:
         await generator.warm_up(options.warmup)
         return await generator.measure(options.duration)
+
+
+def bench_dispatch_key(bench: Bench, options: Options, results: Results) -> None:
+    """The API without keys, then with keys and a key on every request, alternating runs."""
+    for attempt in range(1, options.dispatch_key_runs + 1):
+        for target in (PQ_TARGET, PQ_KEY_TARGET):
+            progress(f"dispatch-key: run {attempt}, {target.label}, {options.clients} clients")
+            with bench.serving(target) as (service, port):
+                cpu_before = (cpu_seconds(service.pid), cpu_seconds(bench.redis_pid), time.process_time())
+                result = asyncio.run(fixed_duration_load(port, target, options))
+                expect(result.errors == 0, f"{target.label}: {result.errors} requests failed")
+                loaded = options.warmup + result.elapsed
+                api_cpu, redis_cpu, own_cpu = (
+                    cpu_seconds(service.pid) - cpu_before[0],
+                    cpu_seconds(bench.redis_pid) - cpu_before[1],
+                    time.process_time() - cpu_before[2],
+                )
+                run = DispatchRun(target, result, api_cpu / loaded, redis_cpu / loaded, own_cpu / loaded)
+            results.dispatch_key.setdefault(target.name, []).append(run)
+            bench.flush()
 
 
 def wrk_load(bench: Bench, port: int, target: Target, options: Options) -> wrk.WrkResult:
@@ -375,6 +397,24 @@ def bench_drain_async(bench: Bench, options: Options, results: Results) -> None:
             bench.flush()
 
 
+def bench_drain_flow(bench: Bench, options: Options, results: Results) -> None:
+    """A 5-node no-op flow job against a plain no-op task, alternating runs: the cost of stages."""
+    from bench_tasks import FLOW_NOOP, SYNC_NOOP, TASK_MODULE
+
+    jobs = max(1, options.drain_jobs // 5)  # 5 checkpoints a job: a fifth of the jobs, as many writes
+    completed = bench.keys.index(JobStatus.COMPLETED)
+    env = {"TASK_MODULES": TASK_MODULE}
+    for attempt in range(1, options.drain_async_runs + 1):
+        for kind, task in (("flow", FLOW_NOOP), ("sync", SYNC_NOOP)):
+            progress(f"drain-flow: run {attempt}, enqueueing {jobs:,} {kind} jobs (no worker running)")
+            asyncio.run(enqueue_pq(bench.url, jobs, task))
+            expect(bench.redis.llen(bench.pq_list) == jobs, f"not every {kind} job reached the queue")
+            progress(f"drain-flow: run {attempt}, PocketQueue worker, {kind} task")
+            run = drain(bench, "pocketqueue", jobs, lambda: int(bench.redis.zcard(completed)), options, **env)
+            results.drain_flow.setdefault(kind, []).append(run)
+            bench.flush()
+
+
 # 4. Soak --------------------------------------------------------------------------
 
 
@@ -461,10 +501,12 @@ def run(options: Options) -> Results:
     results = Results(options)
     phases: dict[str, Callable[[Bench, Options, Results], None]] = {
         "dispatch": bench_dispatch,
+        "dispatch-key": bench_dispatch_key,
         "delay": bench_delay,
         "latency": bench_latency,
         "drain": bench_drain,
         "drain-async": bench_drain_async,
+        "drain-flow": bench_drain_flow,
         "soak": bench_soak,
     }
     started_on = code_version(BENCH_DIR.parent)
