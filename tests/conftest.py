@@ -22,7 +22,7 @@ import redis
 
 from pocketqueue.api.app import create_app
 from pocketqueue.config import Settings
-from pocketqueue.embedded import LocalRedis
+from pocketqueue.embedded import LocalRedis, free_port
 from pocketqueue.runtime import QueueRuntime, open_runtime
 from pocketqueue.worker.app import create_celery_app
 
@@ -163,6 +163,56 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for worker in started:
         worker.stop()
+
+
+class ApiProcess:
+    """A real `python -m pocketqueue api` child on a free loopback port; `env` adds settings."""
+
+    def __init__(self, settings: Settings, log_path: Path, **env: str) -> None:
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.log_path = log_path
+        port = self.url.rsplit(":", 1)[1]
+        child_env = {**settings_env(settings), "API_HOST": "127.0.0.1", "API_PORT": port, "LOG_LEVEL": "WARNING"}
+        with log_path.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "pocketqueue", "api"], env={**child_env, **env}, stdout=out, stderr=out
+            )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        # /openapi.json needs no key, whatever the settings.
+        def answered() -> bool:
+            assert self.process.poll() is None, f"the API exited:\n{self.log_path.read_text()}"
+            try:
+                return httpx.get(f"{self.url}/openapi.json", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(answered, timeout, interval=0.1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def start_api(tmp_path: Path) -> Iterator[Callable[..., ApiProcess]]:
+    """Start API processes for a test (stopped at its end): `start_api(settings, **env)`."""
+    started: list[ApiProcess] = []
+
+    def start(settings: Settings, **env: str) -> ApiProcess:
+        api = ApiProcess(settings, tmp_path / f"api-{len(started)}.log", **env)
+        started.append(api)
+        api.wait_ready()
+        return api
+
+    yield start
+    for api in started:
+        api.stop()
 
 
 @pytest.fixture(scope="session")

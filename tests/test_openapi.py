@@ -6,10 +6,8 @@ parameters, and an OpenAPI document that schemathesis checks against the real AP
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ import httpx
 import pytest
 import redis
 
-from conftest import WorkerProcess, api_client, make_settings, settings_env
+from conftest import ApiProcess, WorkerProcess, api_client, make_settings
 from pocketqueue.api.schemas import MAX_OFFSET
 from pocketqueue.config import Settings
 from pocketqueue.jobs.keys import queue_lists
@@ -201,6 +199,7 @@ async def test_operation_ids_are_the_handler_names(spec: dict[str, Any]) -> None
             "trigger_schedule",
             "create_batch",
             "read_batch",
+            "read_audit",
         ]
     )
 
@@ -260,24 +259,7 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "404", "409", "422"]
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def wait_for_api(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        assert process.poll() is None, f"the API exited:\n{log.read_text()}"
-        try:
-            if httpx.get(f"{base}/api/queue/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"the API did not answer:\n{log.read_text()}"
-        time.sleep(0.1)
+CONTRACT_KEY = "contract-admin-key-0123456789"
 
 
 @pytest.fixture
@@ -285,10 +267,10 @@ def contract_api(
     redis_url: str,
     session_id: str,
     start_worker: Callable[[Settings], WorkerProcess],
+    start_api: Callable[..., ApiProcess],
     sync_redis: redis.Redis,
-    tmp_path: Path,
 ) -> Iterator[str]:
-    """`python -m pocketqueue api` on a free loopback port, with a worker; yields its base URL.
+    """`python -m pocketqueue api` on a free loopback port, with a worker and an admin key; yields its base URL.
 
     On a queue and key prefix of its own, not the session's: schemathesis dispatches jobs
     that sleep up to an hour, which would hold the session worker's slots. A one-second
@@ -296,22 +278,11 @@ def contract_api(
     """
     settings = make_settings(redis_url, f"{session_id}-contract", queue_shutdown_grace_seconds=1)
     worker = start_worker(settings)
-    port = free_port()
-    env = {**settings_env(settings), "API_HOST": "127.0.0.1", "API_PORT": str(port), "LOG_LEVEL": "WARNING"}
-    log = tmp_path / "api.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "pocketqueue", "api"], env=env, stdout=out, stderr=out)
+    api = start_api(settings, QUEUE_API_KEYS=f"fuzzer:admin:{CONTRACT_KEY}")
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_for_api(base, process, log)
-        yield base
+        yield api.url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        api.stop()
         worker.stop()  # before the clean-up: stopping hands its running jobs back to the queue
         keys = list(sync_redis.scan_iter(f"{settings.queue_key_prefix}:*", count=1000))
         sync_redis.delete(*keys, *queue_lists(settings.queue_name))
@@ -342,6 +313,7 @@ def test_schemathesis_finds_no_failure(contract_api: str, tmp_path: Path) -> Non
         "--seed=20261130",  # the same cases every run; change it to explore further
         "--workers=1",
         "--request-timeout=10",
+        f"--header=Authorization:Bearer {CONTRACT_KEY}",  # ignored_auth also tries without it: a 401
         "--generation-database=none",
     ]
     # Run in tmp_path, so schemathesis writes nothing into the repository.

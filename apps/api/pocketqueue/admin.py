@@ -2,17 +2,22 @@
 
 Both change job records, so both go through the same Lua transitions as the API: a
 re-drive is JobRedriveNode (pocketqueue.flows.create_redrive_flow), a clear is JobStore.clear.
+They talk to Redis directly and need no API key; the audit trail names them `cli:<user>`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pocketqueue.config import Settings
 from pocketqueue.errors import QueueError, RedisUnavailable
 from pocketqueue.jobs.keys import Keys, queue_lists
+from pocketqueue.observe import audit
+
+if TYPE_CHECKING:
+    from pocketqueue.runtime import QueueRuntime
 
 RETRY_HELP = """Re-drive failed (dead-lettered) jobs: each is queued again under the same id, with
 its attempts and errors reset. Exits 0 when every job asked for was re-driven (or --all
@@ -86,8 +91,10 @@ async def _redrive(settings: Settings, job_ids: list[str] | None, task: str | No
             redriven += report.redriven
             skipped.update(report.skipped)
             if report.next_cursor is None:
-                return redriven, skipped
+                break
             cursor = report.next_cursor
+        await _audited(runtime, "retry_dead_letters", redriven)
+    return redriven, skipped
 
 
 def _why(reason: str) -> str:
@@ -136,4 +143,14 @@ async def _clear(settings: Settings, queue: str, with_schedule: bool) -> int:
     from pocketqueue.runtime import open_runtime
 
     async with open_runtime(settings) as runtime:
-        return await runtime.store.clear(queue, clear_schedule=with_schedule)
+        cancelled = await runtime.store.clear(queue, clear_schedule=with_schedule)
+        await _audited(runtime, "clear_queue", [], target=queue, job_count=cancelled)
+        return cancelled
+
+
+async def _audited(runtime: QueueRuntime, action: str, job_ids: list[str], **details: Any) -> None:
+    max_entries = runtime.settings.queue_audit_max_entries
+    who = audit.cli_user()
+    await audit.record(
+        runtime.redis, runtime.store.keys, max_entries, who=who, action=action, job_ids=job_ids, **details
+    )

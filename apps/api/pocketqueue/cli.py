@@ -2,6 +2,8 @@
 
 `python -m pocketqueue retry-failed|clear`: tend its jobs (pocketqueue.admin).
 
+`python -m pocketqueue key new NAME ROLE`: make an API key (pocketqueue.keyring).
+
 `python -m pocketqueue stats|jobs|inspect|monitor`: see them (pocketqueue.terminal).
 """
 
@@ -22,7 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from pocketqueue import admin, terminal
+from pocketqueue import admin, keyring, terminal
 from pocketqueue.config import Settings, get_settings
 from pocketqueue.embedded import LocalRedis, answers
 from pocketqueue.errors import QueueError
@@ -52,11 +54,19 @@ def require_redis(settings: Settings) -> str:
     return url
 
 
+def refuse_exposure(settings: Settings) -> None:
+    """Stop before serving an open API beyond loopback (Settings.exposure_problem)."""
+    problem = settings.exposure_problem()
+    if problem:
+        raise QueueError(problem)
+
+
 def run_api(settings: Settings) -> None:
     import uvicorn
 
     from pocketqueue.jobs.registry import import_task_modules
 
+    refuse_exposure(settings)
     require_redis(settings)
     import_task_modules(settings.task_modules)  # a bad module is a one-line error here, not a lifespan traceback
     uvicorn.run(
@@ -89,6 +99,7 @@ def run_up(settings: Settings) -> int:
         if settings.uses_local_redis
         else None
     )
+    refuse_exposure(settings)  # here too: before Redis and a worker are started for nothing
     supervisor = Supervisor()
     try:
         if server is not None:
@@ -168,9 +179,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--queues", metavar="NAMES", help="comma-separated queues to consume (default: WORKER_QUEUES, else QUEUE_NAME)"
     )
     commands.add_parser("redis", help="a local Redis under DATA_DIR")
+    key = commands.add_parser("key", help="make an API key").add_subparsers(dest="key_command", required=True)
+    new = key.add_parser("new", help="print a fresh key, and the QUEUE_API_KEYS entry that holds only its hash")
+    new.add_argument("name", help="what the key is for, e.g. grafana (shown in dispatched_by and the audit trail)")
+    new.add_argument("role", choices=["read", "write", "admin"])
+    new.set_defaults(handler=new_key)
     admin.add_commands(commands)
     terminal.add_commands(commands)
     return parser
+
+
+def new_key(settings: Settings, args: argparse.Namespace) -> int:
+    secret, entry = keyring.new_key(args.name, args.role)
+    print(f"key (give it to the caller; it is shown only now): {secret}")
+    print(f"QUEUE_API_KEYS entry (holds only its SHA-256):    {entry}")
+    return 0
 
 
 def _settings_problem(error: ErrorDetails) -> str:

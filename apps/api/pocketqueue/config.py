@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pocketqueue.errors import ConfigurationError
+from pocketqueue.keyring import ANONYMOUS, ApiKey, Keyring, RateLimit, parse_keys, parse_rate, read_key_lines
 
 # Defaults a lower setting cuts down to fit (see _derived_defaults): with one of these
 # unset, QUEUE_JOB_TTL_SECONDS=60 or QUEUE_TASK_TIME_LIMIT=60 alone must just work.
@@ -76,13 +78,39 @@ class Settings(BaseSettings):
     queue_task_events: bool = True
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
+    # Access (keyring.py; the README's "Running it in production"). Keys are
+    # `name:role:secret` entries, comma-separated here or one a line in the file.
+    queue_api_keys: SecretStr | None = None
+    queue_api_keys_file: Path | None = None
+    # With no keys the API is open; off loopback it refuses to start unless this says so.
+    queue_allow_anonymous: bool = False
+    queue_test_routes: bool = True  # /api/queue/test/redis and /test/debug (admin-only with keys)
+    api_cors_origins: Annotated[list[str], NoDecode] = []  # none: no CORS headers at all
+    # Dispatch rate per key (and for anonymous callers), e.g. 200/s; unset: unlimited.
+    # QUEUE_RATE_LIMITS overrides it per key name: `web:1000/s,nightly:50/m`.
+    queue_rate_limit: str | None = None
+    queue_rate_limits: Annotated[list[str], NoDecode] = []
+    queue_max_streams_per_key: int = Field(default=100, ge=1)  # open event streams, per API process
+    queue_audit_max_entries: int = Field(default=10_000, ge=100)
+
+    _keyring: Keyring = PrivateAttr(default_factory=lambda: Keyring(()))
+    _rate_limits: dict[str, RateLimit] = PrivateAttr(default_factory=dict)
+    _default_rate_limit: RateLimit | None = PrivateAttr(default=None)
+
     @field_validator("redis_url", "celery_broker_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         # `REDIS_URL=` in a .env file means "not set", not "connect to ''".
         return None if value in ("", None) else value
 
-    @field_validator("task_modules", "queue_retry_delays", "worker_queues", mode="before")
+    @field_validator("queue_rate_limit", mode="before")
+    @classmethod
+    def _empty_is_unlimited(cls, value: Any) -> Any:
+        return None if value in ("", None) else value
+
+    @field_validator(
+        "task_modules", "queue_retry_delays", "worker_queues", "api_cors_origins", "queue_rate_limits", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -151,6 +179,48 @@ class Settings(BaseSettings):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _access(self) -> Settings:
+        # Parsed once here, so a bad key or rate stops start-up with a one-line message.
+        try:
+            entries = []
+            if self.queue_api_keys is not None:
+                entries += self.queue_api_keys.get_secret_value().split(",")
+            if self.queue_api_keys_file is not None:
+                entries += read_key_lines(self.queue_api_keys_file.read_text())
+            self._keyring = Keyring(parse_keys(entries, "QUEUE_API_KEYS"))
+            if self.queue_rate_limit is not None:
+                self._default_rate_limit = parse_rate("QUEUE_RATE_LIMIT", self.queue_rate_limit)
+            for entry in self.queue_rate_limits:
+                name, _, rate = entry.partition(":")
+                self._rate_limits[name.strip()] = parse_rate(f"QUEUE_RATE_LIMITS ({name.strip()})", rate)
+        except OSError as exc:
+            raise ValueError(f"QUEUE_API_KEYS_FILE: cannot read {self.queue_api_keys_file}: {exc.strerror}") from None
+        except ConfigurationError as exc:
+            raise ValueError(exc.detail) from None
+        unknown = set(self._rate_limits) - {key.name for key in self._keyring.keys} - {ANONYMOUS}
+        if unknown:
+            raise ValueError(f"QUEUE_RATE_LIMITS names keys that are not configured: {', '.join(sorted(unknown))}")
+        return self
+
+    @property
+    def keyring(self) -> Keyring:
+        return self._keyring
+
+    def rate_limit(self, key: ApiKey | None) -> RateLimit | None:
+        """The dispatch rate of a key (None: anonymous), or None for unlimited."""
+        return self._rate_limits.get(key.name if key else ANONYMOUS, self._default_rate_limit)
+
+    def exposure_problem(self) -> str | None:
+        """Why the API must not start as configured: open to anyone, off loopback."""
+        if self._keyring or self.queue_allow_anonymous or _is_loopback(self.api_host):
+            return None
+        return (
+            f"refusing to serve the API on {self.api_host} with no API keys: anyone who reaches it could "
+            "dispatch, cancel and re-drive jobs. Set QUEUE_API_KEYS (see the README's \"Running it in "
+            'production"), bind API_HOST=127.0.0.1, or set QUEUE_ALLOW_ANONYMOUS=true to serve it open on purpose.'
+        )
+
     @property
     def consumed_queues(self) -> list[str]:
         """The queues a worker started with these settings consumes."""
@@ -209,6 +279,15 @@ class Settings(BaseSettings):
         # runs, so a redelivered message of a running job is dropped, and a message
         # taken by a worker that died before starting it is back within the bound.
         return max(2, self.queue_recovery_seconds // 2)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
 
 
 def _check_queue_name(setting: str, value: str) -> None:

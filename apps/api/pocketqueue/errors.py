@@ -4,6 +4,11 @@
     ├── ConfigurationError          500  settings that cannot work (caught at start-up)
     ├── InvalidRequest              422  the request cannot become a job
     │   └── InvalidArguments        422  args/kwargs do not fit the task's signature
+    ├── Unauthorized                401  no API key, or one that is not configured
+    ├── Forbidden                   403  the key's role may not do this
+    ├── TooManyRequests             429  over a limit; `Retry-After` says when to come back
+    │   ├── RateLimited             429  the key's dispatch rate
+    │   └── TooManyStreams          429  the key's concurrent event streams
     ├── NotFound                    404
     │   ├── TaskNotRegistered       404  no task registered under that name
     │   └── JobNotFound             404  no job with that id (or it expired)
@@ -39,6 +44,10 @@ class QueueError(Exception):
         """Extra members for the problem body (e.g. the id of the job concerned)."""
         return {}
 
+    def headers(self) -> dict[str, str]:
+        """Extra response headers (e.g. `Retry-After` on a 429)."""
+        return {}
+
 
 class ConfigurationError(QueueError):
     title = "Configuration error"
@@ -54,6 +63,52 @@ class InvalidRequest(QueueError):
 class InvalidArguments(InvalidRequest):
     title = "Arguments do not fit the task"
     slug = "invalid-arguments"
+
+
+class Unauthorized(QueueError):
+    status_code = 401
+    title = "Unauthorized"
+    slug = "unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        # RFC 9110: a 401 names the scheme it takes.
+        return {"WWW-Authenticate": 'Bearer realm="pocketqueue"'}
+
+
+class Forbidden(QueueError):
+    status_code = 403
+    title = "Forbidden"
+    slug = "forbidden"
+
+    def __init__(self, key_name: str, role: str, needed: str) -> None:
+        super().__init__(f"Key {key_name!r} has the {role} role; this needs the {needed} role (or higher).")
+        self.needed = needed
+
+    def extensions(self) -> dict[str, str]:
+        return {"required_role": self.needed}
+
+
+class TooManyRequests(QueueError):
+    status_code = 429
+    title = "Too many requests"
+    slug = "too-many-requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, retry_after)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class RateLimited(TooManyRequests):
+    title = "Rate limit reached"
+    slug = "rate-limited"
+
+
+class TooManyStreams(TooManyRequests):
+    title = "Too many event streams"
+    slug = "too-many-streams"
 
 
 class NotFound(QueueError):

@@ -6,12 +6,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from pocketqueue.api.body_limit import BodyLimitMiddleware
+from pocketqueue.api.limits import Limits
 from pocketqueue.api.openapi import install_contract
 from pocketqueue.api.problems import install_problem_handlers
 from pocketqueue.api.routes import (
+    audit,
     batches,
     dead_letter,
     events,
@@ -42,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
+            app.state.limits = Limits(settings, runtime.redis)
             yield
 
     app = FastAPI(
@@ -51,9 +55,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
     )
+    app.state.settings = settings  # the keys api/auth.py checks
     install_problem_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
-    for router in (
+    if settings.api_cors_origins:
+        # Only the origins listed; none listed, no CORS headers at all (browsers then refuse
+        # every cross-origin call, which is what an API that takes keys wants by default).
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api_cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+            expose_headers=["Retry-After", "Location"],
+        )
+    routers = [
         jobs.router,
         batches.router,
         listing.router,
@@ -63,9 +78,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health.router,
         workers.router,
         schedules.router,
-        testing.router,
-    ):
+        audit.router,
+    ]
+    if settings.queue_test_routes:
+        routers.append(testing.router)
+    for router in routers:
         app.include_router(router, prefix="/api/queue")
     app.include_router(metrics.router)  # at the root, where Prometheus scrapes
-    install_contract(app)
+    install_contract(app, secured=bool(settings.keyring))
     return app

@@ -20,7 +20,9 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
+from pocketqueue.api.auth import app_routes, required_role
 from pocketqueue.api.problems import PROBLEM_JSON
+from pocketqueue.keyring import Role
 
 Responses = dict[int | str, dict[str, Any]]
 
@@ -33,6 +35,9 @@ DEFAULT_DESCRIPTIONS = {
     409: "Conflict with the job's current state",
     413: "The body is larger than API_MAX_BODY_BYTES; refused before it was read",
     422: "The request does not match the schema (`errors` says where), or its content is refused (`detail` says why)",
+    401: "No API key, or one this API does not know; `WWW-Authenticate` names the scheme",
+    403: "The key's role may not do this; `required_role` names the role needed",
+    429: "Over the key's limit; nothing was done. `Retry-After` says when to try again",
     503: "Redis did not answer; nothing was changed, retry shortly",
 }
 
@@ -123,12 +128,40 @@ def add_contract(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-def install_contract(app: FastAPI) -> None:
+def add_access(document: dict[str, Any], roles: Mapping[str, Role], secured: bool) -> None:
+    """Say which role each operation needs, and the 401/403 it may answer (in place).
+
+    Without keys the API is open: the security requirements FastAPI adds for the key
+    headers are dropped, so the document does not promise a 401 that never comes.
+    """
+    for operation in _operations(document):
+        role = roles.get(operation["operationId"])
+        if not secured:
+            operation.pop("security", None)
+            continue
+        if role is None:
+            continue
+        operation["x-required-role"] = role.label
+        operation["description"] = (
+            f"{operation.get('description', '')}\n\nNeeds an API key with the `{role.label}` role."
+        )
+        responses = operation["responses"]
+        responses["401"] = problem_response(401)
+        if role > Role.READ:
+            responses["403"] = problem_response(403)
+    if not secured:
+        document.get("components", {}).pop("securitySchemes", None)
+
+
+def install_contract(app: FastAPI, secured: bool = False) -> None:
     """Serve FastAPI's document with the contract added (built once: the routes are fixed by then)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = add_contract(FastAPI.openapi(app))
+            document = add_contract(FastAPI.openapi(app))
+            roles = {route.name: role for _, route in app_routes(app) if (role := required_role(route))}
+            add_access(document, roles, secured)
+            app.openapi_schema = document
         return app.openapi_schema
 
     # Replacing `app.openapi` is FastAPI's documented way to extend the document.

@@ -53,7 +53,9 @@ def http_problem(request: Request, status: int, detail: str, headers: Mapping[st
 
 async def _queue_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, QueueError)
-    return problem(request, exc.status_code, exc.title, exc.detail, exc.slug, **exc.extensions())
+    response = problem(request, exc.status_code, exc.title, exc.detail, exc.slug, **exc.extensions())
+    response.headers.update(exc.headers())
+    return response
 
 
 async def _redis_down(request: Request, exc: Exception) -> JSONResponse:

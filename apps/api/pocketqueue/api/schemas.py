@@ -91,7 +91,7 @@ class JobCreate(BaseModel):
     # eta's bound, delay_seconds with eta) is checked by DispatchRequest.check, the path
     # every entry point shares: a 422 problem naming the limit, before anything is written.
 
-    def to_request(self, idempotency_key: str | None) -> DispatchRequest:
+    def to_request(self, idempotency_key: str | None, dispatched_by: str | None = None) -> DispatchRequest:
         return DispatchRequest(
             task=self.task,
             args=self.args,
@@ -104,6 +104,7 @@ class JobCreate(BaseModel):
             unique_key=self.unique_key,
             tags=self.tags,
             queue=self.queue,
+            dispatched_by=dispatched_by,
         )
 
 
@@ -159,9 +160,10 @@ class BatchCreate(BaseModel):
         "fails the batch, the jobs still active are cancelled and on_complete does not run",
     )
 
-    def to_request(self) -> BatchRequest:
-        callback = self.on_complete.to_request(None) if self.on_complete is not None else None
-        return BatchRequest([job.to_request(None) for job in self.jobs], callback, self.policy)
+    def to_request(self, dispatched_by: str | None = None) -> BatchRequest:
+        by = dispatched_by
+        callback = self.on_complete.to_request(None, by) if self.on_complete is not None else None
+        return BatchRequest([job.to_request(None, by) for job in self.jobs], callback, self.policy)
 
 
 class BatchPublic(BaseModel):

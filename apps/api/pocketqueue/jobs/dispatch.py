@@ -99,6 +99,7 @@ def plan(
         tags=dict(request.tags),
         queue=queue,
         batch=batch,
+        dispatched_by=request.dispatched_by,
     )
     message, queue_list = "", ""
     if run_at is None and publish:

@@ -162,6 +162,17 @@ class Keys:
         # after the last.
         return f"{self.prefix}:runtimes:{task}"
 
+    def rate_bucket(self, caller: str) -> str:
+        # Hash {tokens, at}: a caller's dispatch token bucket (take_tokens.lua); expires once
+        # it would be full again, so an idle caller's bucket costs nothing.
+        return f"{self.prefix}:rate:{caller}"
+
+    @property
+    def audit(self) -> str:
+        # Stream: admin actions (who, what, which jobs, when), trimmed to
+        # QUEUE_AUDIT_MAX_ENTRIES; expires a year after the last.
+        return f"{self.prefix}:audit"
+
     @property
     def workers(self) -> str:
         # Sorted set: worker names by when each last refreshed its heartbeat key; entries

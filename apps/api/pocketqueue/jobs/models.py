@@ -132,6 +132,7 @@ class Job(BaseModel):
     queue: str | None = None  # the queue it was dispatched to (None: written by a version before queues)
     celery: CeleryCaller | None = None  # a plain Celery message a worker adopted (None: dispatched by PocketQueue)
     batch: str | None = None  # the batch it is a child of (pipelines/batches.py)
+    dispatched_by: str | None = None  # the name of the API key that dispatched it (None: no key)
     stages: list[Stage] | None = None  # a flow job's stages (None: not a flow job, or not started yet)
     # Fields of the record that could not be decoded (written by an older version, or
     # by hand), with why; they are shown empty. None for every record PocketQueue writes now.
@@ -166,6 +167,8 @@ class Job(BaseModel):
             fields["queue"] = self.queue
         if self.batch is not None:
             fields["batch"] = self.batch
+        if self.dispatched_by is not None:
+            fields["dispatched_by"] = self.dispatched_by
         if self.celery is not None:
             fields["celery"] = self.celery.model_dump_json(exclude_none=True)
         return fields
@@ -201,6 +204,7 @@ class Job(BaseModel):
             queue=raw.get("queue") or None,
             celery=content.celery_caller(),
             batch=raw.get("batch") or None,
+            dispatched_by=raw.get("dispatched_by") or None,
             stages=content.stages(),
             unreadable=unreadable or None,
         )

@@ -31,6 +31,7 @@ class DispatchRequest:
     unique_key        at most one active job per key
     tags              up to 16 name: value strings, to find the job by (GET /jobs?tag=name:value)
     queue             the queue to run it on (default: the task's, else QUEUE_NAME)
+    dispatched_by     the API key that sent it (set by the API, not by the caller)
     """
 
     task: str
@@ -44,6 +45,7 @@ class DispatchRequest:
     unique_key: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     queue: str | None = None
+    dispatched_by: str | None = None  # the API key's name (never its secret) that asked for it
 
     def check(self, max_json_depth: int, now: datetime) -> None:
         """Raise InvalidRequest unless a worker can carry and run this request.
@@ -93,6 +95,7 @@ class DispatchRequest:
         """A digest of everything but the idempotency key: the same request gives the same digest."""
         fields = asdict(self)
         del fields["idempotency_key"]
+        del fields["dispatched_by"]  # the same request from another key is still the same request
         # The same request, spelled differently: one instant in any UTC offset, no delay as 0.
         fields["eta"] = self.eta.timestamp() if self.eta is not None else None
         fields["delay_seconds"] = self.delay_seconds or None

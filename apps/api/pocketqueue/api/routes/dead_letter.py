@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from pocketqueue import flows
-from pocketqueue.api.deps import JobIdPath, RuntimeDep, new_shared
+from pocketqueue.api.auth import AdminCaller, ReadAccess
+from pocketqueue.api.deps import JobIdPath, RuntimeDep, audited, new_shared
 from pocketqueue.api.openapi import problem_responses
 from pocketqueue.api.schemas import (
     MAX_OFFSET,
@@ -22,7 +23,7 @@ from pocketqueue.nodes import RedriveFilter
 router = APIRouter(tags=["dead letters"])
 
 
-@router.get("/dead-letter", responses=problem_responses(503))
+@router.get("/dead-letter", dependencies=[ReadAccess], responses=problem_responses(503))
 async def list_dead_letters(
     runtime: RuntimeDep,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
@@ -47,19 +48,24 @@ async def list_dead_letters(
         },
     ),
 )
-async def retry_job(job_id: JobIdPath, runtime: RuntimeDep) -> JobPublic:
+async def retry_job(job_id: JobIdPath, caller: AdminCaller, runtime: RuntimeDep) -> JobPublic:
     """Re-drive one failed job: same id, attempts and errors reset, status `queued`."""
     shared = new_shared(runtime, job_id=job_id)
     await flows.run_flow(flows.shared_flow(flows.create_redrive_flow), shared)
+    await audited(runtime, caller, "retry_job", [job_id])
     return JobPublic.of(shared["job"])
 
 
 @router.post("/dead-letter/retry", responses=problem_responses(503))
-async def retry_dead_letters(runtime: RuntimeDep, body: RedriveRequest | None = None) -> RedrivePublic:
+async def retry_dead_letters(
+    caller: AdminCaller, runtime: RuntimeDep, body: RedriveRequest | None = None
+) -> RedrivePublic:
     """Re-drive every dead-lettered job, or those matching `job_ids`, `task` and `error_type`."""
     wanted = body or RedriveRequest()
     where = wanted.position()
     redrive = RedriveFilter(job_ids=wanted.job_ids, task=wanted.task, error_type=wanted.error_type, cursor=where)
     shared = new_shared(runtime, redrive=redrive)
     await flows.run_flow(flows.shared_flow(flows.create_redrive_flow), shared)
-    return RedrivePublic.of(shared["report"])
+    report = shared["report"]
+    await audited(runtime, caller, "retry_dead_letters", report.redriven)
+    return RedrivePublic.of(report)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.background import BackgroundTask
 
 from pocketqueue import flows
-from pocketqueue.api.deps import JobIdPath, RuntimeDep, new_shared
+from pocketqueue.api.auth import ReadCaller
+from pocketqueue.api.deps import JobIdPath, LimitsDep, RuntimeDep, new_shared
+from pocketqueue.api.limits import StreamSlot
 from pocketqueue.api.openapi import COMPONENT, problem_responses
 from pocketqueue.jobs.models import JobStatus
 from pocketqueue.observe import events
@@ -69,10 +72,10 @@ def _stream_doc(what: str) -> dict[int | str, dict[str, Any]]:
     return {200: {"description": what, "content": {"text/event-stream": {"itemSchema": item}}}}
 
 
-def _sse(stream: AsyncGenerator[JobEvent], timeout: float | None) -> EventStream:
+def _sse(stream: AsyncGenerator[JobEvent], timeout: float | None, slot: StreamSlot) -> EventStream:
     async def encoded() -> AsyncIterator[ServerSentEvent]:
         # aclosing: a client that goes away unsubscribes now, not when the generator is collected.
-        async with aclosing(stream):
+        async with aclosing(stream), _releasing(slot):
             loop = asyncio.get_running_loop()
             deadline = None if timeout is None else loop.time() + timeout
             while True:
@@ -83,7 +86,19 @@ def _sse(stream: AsyncGenerator[JobEvent], timeout: float | None) -> EventStream
                     return
                 yield ServerSentEvent(data=event.data.model_dump_json(), event=event.data.type, id=event.id)
 
-    return EventStream(encoded(), ping=PING_SECONDS, send_timeout=SEND_TIMEOUT_SECONDS)
+    # The slot is released when the stream ends, and by the background task in case the
+    # response ended before the generator ever started (release is idempotent).
+    return EventStream(
+        encoded(), ping=PING_SECONDS, send_timeout=SEND_TIMEOUT_SECONDS, background=BackgroundTask(slot.release)
+    )
+
+
+@asynccontextmanager
+async def _releasing(slot: StreamSlot) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        slot.release()
 
 
 @router.get(
@@ -92,11 +107,16 @@ def _sse(stream: AsyncGenerator[JobEvent], timeout: float | None) -> EventStream
     responses={
         **_stream_doc("The job's events (all of them, or those after Last-Event-ID), ending after its final status"),
         204: {"description": "The job has finished and nothing came after Last-Event-ID: a browser stops reconnecting"},
-        **problem_responses(404, 422, 503, descriptions={404: "No job with that id (never created, or expired)"}),
+        **problem_responses(404, 422, 429, 503, descriptions={404: "No job with that id (never created, or expired)"}),
     },
 )
 async def stream_job_events(
-    job_id: JobIdPath, runtime: RuntimeDep, last_event_id: LastEventId = "", timeout: Timeout = None
+    job_id: JobIdPath,
+    caller: ReadCaller,
+    runtime: RuntimeDep,
+    limits: LimitsDep,
+    last_event_id: LastEventId = "",
+    timeout: Timeout = None,
 ) -> Response:
     """One job's changes (status, progress and step, attempt errors) live, ending after its final status."""
     shared = new_shared(runtime, job_id=job_id)
@@ -105,9 +125,10 @@ async def stream_job_events(
     keys = runtime.store.keys
     if finished and last_event_id and not await events.has_events_after(runtime.redis, keys, job_id, last_event_id):
         return Response(status_code=204)
+    slot = limits.open_stream(caller)
     await runtime.events.start()
     return _sse(
-        events.job_events(runtime.events, runtime.redis, keys, job_id, last_event_id or None, finished), timeout
+        events.job_events(runtime.events, runtime.redis, keys, job_id, last_event_id or None, finished), timeout, slot
     )
 
 
@@ -116,11 +137,13 @@ async def stream_job_events(
     response_class=EventStream,
     responses={
         **_stream_doc("Every job's events from now on (or after Last-Event-ID), never ending"),
-        **problem_responses(422, 503),
+        **problem_responses(422, 429, 503),
     },
 )
 async def stream_events(
+    caller: ReadCaller,
     runtime: RuntimeDep,
+    limits: LimitsDep,
     task: Annotated[list[str], Query(max_length=MAX_FILTERS)] = [],  # noqa: B006
     status: Annotated[list[JobStatus], Query(max_length=MAX_FILTERS)] = [],  # noqa: B006
     last_event_id: LastEventId = "",
@@ -128,6 +151,7 @@ async def stream_events(
 ) -> Response:
     """Every job's changes live, optionally only of some tasks (`task`) and statuses (`status`), both repeatable."""
     wanted = EventFilter(tasks=frozenset(task), statuses=frozenset(s.value for s in status))
+    slot = limits.open_stream(caller)
     await runtime.events.start()
     keys = runtime.store.keys
-    return _sse(events.all_events(runtime.events, runtime.redis, keys, wanted, last_event_id or None), timeout)
+    return _sse(events.all_events(runtime.events, runtime.redis, keys, wanted, last_event_id or None), timeout, slot)

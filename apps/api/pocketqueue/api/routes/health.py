@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from pocketqueue import flows
+from pocketqueue.api.auth import ReadAccess
 from pocketqueue.api.deps import RuntimeDep, new_shared
 from pocketqueue.api.openapi import problem_content
 from pocketqueue.api.problems import problem
@@ -17,6 +18,7 @@ router = APIRouter(tags=["health"])
 
 @router.get(
     "/health",
+    dependencies=[ReadAccess],
     response_model=HealthPublic,
     responses={
         503: {"description": "Redis down: a problem with the health fields", "content": problem_content("HealthPublic")}

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response, status
 
 from pocketqueue import flows
-from pocketqueue.api.deps import JobIdPath, RuntimeDep, new_shared
+from pocketqueue.api.auth import ReadAccess, WriteAccess, WriteCaller
+from pocketqueue.api.deps import JobIdPath, LimitsDep, RuntimeDep, audited, new_shared
 from pocketqueue.api.openapi import job_links, problem_responses
 from pocketqueue.api.schemas import (
     DEFAULT_WAIT_SECONDS,
@@ -40,6 +41,7 @@ NO_SUCH_JOB = problem_responses(404, 503, descriptions={404: "No job with that i
         **problem_responses(
             404,
             409,
+            429,
             503,
             descriptions={
                 404: "No task registered under that name",
@@ -50,7 +52,9 @@ NO_SUCH_JOB = problem_responses(404, 503, descriptions={404: "No job with that i
 )
 async def create_job(
     body: JobCreate,
+    caller: WriteCaller,
     runtime: RuntimeDep,
+    limits: LimitsDep,
     response: Response,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=MAX_KEY_LENGTH)
@@ -59,13 +63,14 @@ async def create_job(
     """Queue (or schedule) a job for a registered task; returns it with its `job_id`."""
     if idempotency_key and body.idempotency_key and idempotency_key != body.idempotency_key:
         raise InvalidRequest("The Idempotency-Key header and idempotency_key in the body differ; send one.")
-    shared = new_shared(runtime, request=body.to_request(idempotency_key))
+    await limits.take_dispatches(caller)
+    shared = new_shared(runtime, request=body.to_request(idempotency_key, caller.key_name))
     if await flows.run_flow(flows.shared_flow(flows.create_dispatch_flow), shared) == "duplicate":
         response.status_code = status.HTTP_200_OK
     return JobPublic.of(shared["job"])
 
 
-@router.get("/status/{job_id}", responses=NO_SUCH_JOB)
+@router.get("/status/{job_id}", dependencies=[ReadAccess], responses=NO_SUCH_JOB)
 async def read_job(job_id: JobIdPath, runtime: RuntimeDep) -> JobPublic:
     """The job as it stands now."""
     shared = new_shared(runtime, job_id=job_id)
@@ -75,6 +80,7 @@ async def read_job(job_id: JobIdPath, runtime: RuntimeDep) -> JobPublic:
 
 @router.get(
     "/wait/{job_id}",
+    dependencies=[ReadAccess],
     responses={
         200: {"description": "The job has finished"},
         202: {"model": JobPublic, "description": "Still not finished when the timeout passed: the job as it stands"},
@@ -98,14 +104,15 @@ async def wait_job(
     "/cancel/{job_id}",
     responses={**NO_SUCH_JOB, **problem_responses(409, descriptions={409: "The job already finished"})},
 )
-async def cancel_job(job_id: JobIdPath, runtime: RuntimeDep) -> JobPublic:
+async def cancel_job(job_id: JobIdPath, caller: WriteCaller, runtime: RuntimeDep) -> JobPublic:
     """Cancel a job that has not finished (scheduled, queued, retrying or running) for good."""
     shared = new_shared(runtime, job_id=job_id)
     await flows.run_flow(flows.shared_flow(flows.create_cancel_flow), shared)
+    await audited(runtime, caller, "cancel_job", [job_id])
     return JobPublic.of(shared["job"])
 
 
-@router.post("/batch-status", responses=problem_responses(503))
+@router.post("/batch-status", dependencies=[WriteAccess], responses=problem_responses(503))
 async def read_jobs(body: BatchStatusRequest, runtime: RuntimeDep) -> BatchStatusPublic:
     """Many jobs in one call (at most 1000 ids), with the ids that do not exist."""
     shared = new_shared(runtime, job_ids=body.job_ids)
@@ -114,7 +121,7 @@ async def read_jobs(body: BatchStatusRequest, runtime: RuntimeDep) -> BatchStatu
     return BatchStatusPublic(jobs=jobs, missing=shared["missing"])
 
 
-@router.get("/tasks")
+@router.get("/tasks", dependencies=[ReadAccess])
 async def list_tasks() -> TaskList:
     """The task names that can be dispatched."""
     return TaskList(tasks=registered_names())

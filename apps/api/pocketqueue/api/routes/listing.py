@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BeforeValidator, Field
 
 from pocketqueue import flows
+from pocketqueue.api.auth import ReadAccess
 from pocketqueue.api.deps import RuntimeDep, new_shared
 from pocketqueue.api.openapi import problem_responses
 from pocketqueue.api.schemas import CURSOR_PATTERN, JobList, JobPublic
@@ -31,7 +32,7 @@ def _iso_only(value: Any) -> Any:
 IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
 
 
-@router.get("/jobs", responses=problem_responses(422, 503))
+@router.get("/jobs", dependencies=[ReadAccess], responses=problem_responses(422, 503))
 async def list_jobs(
     runtime: RuntimeDep,
     status: Annotated[list[JobStatus] | None, Query(description="Repeat for several statuses")] = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from pocketqueue.api.auth import ReadAccess
 from pocketqueue.api.deps import RuntimeDep
 from pocketqueue.api.openapi import problem_responses
 from pocketqueue.observe.metrics import CONTENT_TYPE, render_metrics
@@ -20,6 +21,7 @@ class PrometheusText(Response):
 
 @router.get(
     "/metrics",
+    dependencies=[ReadAccess],
     response_class=PrometheusText,
     responses={
         200: {

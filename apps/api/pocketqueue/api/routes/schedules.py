@@ -9,7 +9,8 @@ from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, Field
 
 from pocketqueue import flows
-from pocketqueue.api.deps import RuntimeDep, new_shared
+from pocketqueue.api.auth import AdminCaller, ReadAccess
+from pocketqueue.api.deps import RuntimeDep, audited, new_shared
 from pocketqueue.api.openapi import job_links, problem_responses
 from pocketqueue.api.schemas import JobPublic
 from pocketqueue.schedules.model import NAME_PATTERN, CatchUp
@@ -72,7 +73,7 @@ class ScheduleList(BaseModel):
     schedules: list[SchedulePublic]
 
 
-@router.get("", responses=problem_responses(503))
+@router.get("", dependencies=[ReadAccess], responses=problem_responses(503))
 async def list_schedules(runtime: RuntimeDep) -> ScheduleList:
     """Every periodic job declared in code: its cadence, whether it is paused, its last and next run."""
     shared = new_shared(runtime)
@@ -80,22 +81,23 @@ async def list_schedules(runtime: RuntimeDep) -> ScheduleList:
     return ScheduleList(schedules=[SchedulePublic.of(view) for view in shared["schedules"]])
 
 
-async def _set_paused(runtime: RuntimeDep, name: str, paused: bool) -> SchedulePublic:
+async def _set_paused(runtime: RuntimeDep, caller: AdminCaller, name: str, paused: bool) -> SchedulePublic:
     shared = new_shared(runtime, schedule_name=name, paused=paused)
     await flows.run_flow(flows.shared_flow(flows.create_schedule_pause_flow), shared)
+    await audited(runtime, caller, "pause_schedule" if paused else "resume_schedule", target=name)
     return SchedulePublic.of(shared["schedules"][0])
 
 
 @router.post("/{name}/pause", responses=NO_SUCH_SCHEDULE)
-async def pause_schedule(name: ScheduleNamePath, runtime: RuntimeDep) -> SchedulePublic:
+async def pause_schedule(name: ScheduleNamePath, caller: AdminCaller, runtime: RuntimeDep) -> SchedulePublic:
     """Stop firing the schedule, on every worker, until resumed (slots that pass meanwhile are skipped)."""
-    return await _set_paused(runtime, name, True)
+    return await _set_paused(runtime, caller, name, True)
 
 
 @router.post("/{name}/resume", responses=NO_SUCH_SCHEDULE)
-async def resume_schedule(name: ScheduleNamePath, runtime: RuntimeDep) -> SchedulePublic:
+async def resume_schedule(name: ScheduleNamePath, caller: AdminCaller, runtime: RuntimeDep) -> SchedulePublic:
     """Fire the schedule again from its next slot (the slots it skipped while paused stay skipped)."""
-    return await _set_paused(runtime, name, False)
+    return await _set_paused(runtime, caller, name, False)
 
 
 @router.post(
@@ -103,8 +105,9 @@ async def resume_schedule(name: ScheduleNamePath, runtime: RuntimeDep) -> Schedu
     status_code=status.HTTP_202_ACCEPTED,
     responses={202: {"description": "Queued", "links": job_links()}, **NO_SUCH_SCHEDULE},
 )
-async def trigger_schedule(name: ScheduleNamePath, runtime: RuntimeDep) -> JobPublic:
+async def trigger_schedule(name: ScheduleNamePath, caller: AdminCaller, runtime: RuntimeDep) -> JobPublic:
     """Dispatch the schedule's job now, outside its slots (its next slot still fires as planned)."""
     shared = new_shared(runtime, schedule_name=name)
     await flows.run_flow(flows.shared_flow(flows.create_schedule_trigger_flow), shared)
+    await audited(runtime, caller, "trigger_schedule", [shared["job"].job_id], target=name)
     return JobPublic.of(shared["job"])

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from pocketqueue import flows
-from pocketqueue.api.deps import RuntimeDep, new_shared
+from pocketqueue.api.auth import AdminAccess, AdminCaller
+from pocketqueue.api.deps import LimitsDep, RuntimeDep, new_shared
 from pocketqueue.api.openapi import job_links, problem_responses
 from pocketqueue.api.schemas import DebugJobCreate, JobPublic, RedisProbePublic
 from pocketqueue.nodes import DispatchRequest
@@ -13,7 +14,7 @@ from pocketqueue.nodes import DispatchRequest
 router = APIRouter(prefix="/test", tags=["testing"])
 
 
-@router.post("/redis", responses=problem_responses(503))
+@router.post("/redis", dependencies=[AdminAccess], responses=problem_responses(503))
 async def probe_redis(runtime: RuntimeDep) -> RedisProbePublic:
     """Write, read back and delete a key; report the round trip's latency."""
     shared = new_shared(runtime)
@@ -24,11 +25,15 @@ async def probe_redis(runtime: RuntimeDep) -> RedisProbePublic:
 @router.post(
     "/debug",
     status_code=status.HTTP_202_ACCEPTED,
-    responses={202: {"description": "Queued", "links": job_links()}, **problem_responses(503)},
+    responses={202: {"description": "Queued", "links": job_links()}, **problem_responses(429, 503)},
 )
-async def create_debug_job(runtime: RuntimeDep, body: DebugJobCreate | None = None) -> JobPublic:
+async def create_debug_job(
+    caller: AdminCaller, runtime: RuntimeDep, limits: LimitsDep, body: DebugJobCreate | None = None
+) -> JobPublic:
     """Dispatch the built-in `pocketqueue.debug` task (sleep, fail, echo, progress steps)."""
     kwargs = (body or DebugJobCreate()).model_dump()
-    shared = new_shared(runtime, request=DispatchRequest("pocketqueue.debug", [], kwargs))
+    await limits.take_dispatches(caller)
+    request = DispatchRequest("pocketqueue.debug", [], kwargs, dispatched_by=caller.key_name)
+    shared = new_shared(runtime, request=request)
     await flows.run_flow(flows.shared_flow(flows.create_dispatch_flow), shared)
     return JobPublic.of(shared["job"])

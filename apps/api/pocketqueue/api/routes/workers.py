@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from pocketqueue import flows
+from pocketqueue.api.auth import ReadAccess
 from pocketqueue.api.deps import RuntimeDep, new_shared
 from pocketqueue.api.openapi import problem_responses
 from pocketqueue.api.schemas import WorkerPublic, WorkersPublic
@@ -13,7 +14,7 @@ from pocketqueue.observe.workers import stall_seconds
 router = APIRouter(tags=["workers"])
 
 
-@router.get("/workers", response_model=WorkersPublic, responses=problem_responses(503))
+@router.get("/workers", dependencies=[ReadAccess], response_model=WorkersPublic, responses=problem_responses(503))
 async def list_workers(runtime: RuntimeDep) -> WorkersPublic:
     """Every live worker, from its heartbeat, in milliseconds.
 
