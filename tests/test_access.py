@@ -72,7 +72,10 @@ BODIES: dict[str, Any] = {
     "read_jobs": {"job_ids": ["no-such-job"]},
     "create_batch": {"jobs": [{"task": "pocketqueue.debug"}]},
 }
-QUERIES = {"stream_events": {"timeout": "0.1"}, "stream_job_events": {"timeout": "0.1"}, "wait_job": {"timeout": "0"}}
+# No stream is opened in-process (the ASGI test transport holds a stream until it ends, and
+# one left open hung a teardown): a key allowed to read the global stream gets a 422 for
+# the bad status (the key is checked first), and the job stream a 404 for the unknown job.
+QUERIES = {"stream_events": {"status": "not-a-status"}, "wait_job": {"timeout": "0"}}
 
 
 @pytest.fixture
@@ -194,7 +197,8 @@ async def test_admin_actions_and_cancels_are_audited_and_only_admins_read_the_tr
     keyed_client: httpx.AsyncClient,
 ) -> None:
     web, ops = headers_for("web"), headers_for("ops")
-    job = (await keyed_client.post("/api/queue/dispatch", json={"task": "pocketqueue.debug"}, headers=web)).json()
+    later = {"task": "pocketqueue.debug", "delay_seconds": 600}  # still scheduled when cancelled, worker or not
+    job = (await keyed_client.post("/api/queue/dispatch", json=later, headers=web)).json()
     assert (await keyed_client.delete(f"/api/queue/cancel/{job['job_id']}", headers=web)).status_code == 200
     # A refused action changes nothing, so it leaves no entry.
     assert (await keyed_client.post(f"/api/queue/retry/{job['job_id']}", headers=ops)).status_code == 409

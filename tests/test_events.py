@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -25,13 +23,12 @@ import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
 
-from conftest import WorkerProcess, settings_env
+from conftest import ApiProcess, WorkerProcess
 from pocketqueue.config import Settings
 from pocketqueue.jobs.keys import Keys
 from pocketqueue.observe.events import SUBSCRIBER_BUFFER, EventFilter, EventHub, JobEvent, all_events
 from pocketqueue.runtime import MAX_CONNECTIONS
 from test_api import assert_problem
-from test_openapi import free_port, wait_for_api
 
 SUBSCRIBERS = 500
 
@@ -78,23 +75,15 @@ def ordered(events: list[Event]) -> bool:
 @pytest.fixture(scope="module")
 def api(settings: Settings, worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`python -m pocketqueue api` on a free loopback port; yields its base URL and leaves its pid."""
-    port = free_port()
-    env = {**settings_env(settings), "API_HOST": "127.0.0.1", "API_PORT": str(port), "LOG_LEVEL": "WARNING"}
+    # One anonymous caller opens the 500 streams of the load test: past the default 100.
     log = tmp_path_factory.mktemp("events-api") / "api.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "pocketqueue", "api"], env=env, stdout=out, stderr=out)
-    base = f"http://127.0.0.1:{port}"
+    process = ApiProcess(settings, log, QUEUE_MAX_STREAMS_PER_KEY="1000")
     try:
-        wait_for_api(base, process, log)
-        API_PIDS[base] = process.pid
-        yield base
+        process.wait_ready()
+        API_PIDS[process.url] = process.process.pid
+        yield process.url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process.stop()
 
 
 API_PIDS: dict[str, int] = {}

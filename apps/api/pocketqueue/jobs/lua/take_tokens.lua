@@ -1,6 +1,6 @@
 -- take_tokens.lua
--- KEYS: the caller's bucket (Keys.rate_bucket)
 -- ARGV: capacity (tokens), refill rate (tokens a second), tokens wanted
+-- KEYS: the caller's bucket (Keys.rate_bucket)
 -- A token bucket shared by every API process (their clocks never meet: Redis's TIME is
 -- the only clock). It starts full, refills continuously up to `capacity`, and gives the
 -- tokens wanted all or none: a batch of 50 is 50 dispatches, never 30 of them.
