@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
-from pocketqueue.api.auth import app_routes, required_role
+from pocketqueue.api.auth import SECURITY_SCHEMES, app_routes, required_role
 from pocketqueue.api.problems import PROBLEM_JSON
 from pocketqueue.keyring import Role
 
@@ -131,16 +131,17 @@ def add_contract(document: dict[str, Any]) -> dict[str, Any]:
 def add_access(document: dict[str, Any], roles: Mapping[str, Role], secured: bool) -> None:
     """Say which role each operation needs, and the 401/403 it may answer (in place).
 
-    Without keys the API is open: the security requirements FastAPI adds for the key
-    headers are dropped, so the document does not promise a 401 that never comes.
+    Without keys the API is open: nothing is declared, so the document does not promise a
+    401 that never comes.
     """
+    if not secured:
+        return
+    document.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
     for operation in _operations(document):
         role = roles.get(operation["operationId"])
-        if not secured:
-            operation.pop("security", None)
-            continue
         if role is None:
             continue
+        operation["security"] = [{name: []} for name in SECURITY_SCHEMES]  # either one
         operation["x-required-role"] = role.label
         operation["description"] = (
             f"{operation.get('description', '')}\n\nNeeds an API key with the `{role.label}` role."
@@ -149,8 +150,6 @@ def add_access(document: dict[str, Any], roles: Mapping[str, Role], secured: boo
         responses["401"] = problem_response(401)
         if role > Role.READ:
             responses["403"] = problem_response(403)
-    if not secured:
-        document.get("components", {}).pop("securitySchemes", None)
 
 
 def install_contract(app: FastAPI, secured: bool = False) -> None:
