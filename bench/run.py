@@ -456,6 +456,7 @@ def parse_options(argv: list[str] | None) -> Options:
     parser.add_argument("--naive-soak-seconds", type=float, help="time cap of the naive soak (default 30)")
     parser.add_argument("--drain", type=int, help="jobs in the drain tests (default 10000)")
     parser.add_argument("--drain-async-runs", type=int, help="drain-async runs, each kind (default 1)")
+    parser.add_argument("--dispatch-key-runs", type=int, help="dispatch-key runs, with and without a key (default 3)")
     parser.add_argument("--delay-jobs", type=int, help="jobs per run of in-process .delay() (default 5000)")
     parser.add_argument("--delay-runs", type=int, help="runs per system of in-process .delay() (default 3)")
     parser.add_argument("--samples", type=int, help="round trips in the latency test (default 300)")
@@ -471,6 +472,7 @@ def parse_options(argv: list[str] | None) -> Options:
         "naive_soak_seconds": args.naive_soak_seconds,
         "drain_jobs": args.drain,
         "drain_async_runs": args.drain_async_runs,
+        "dispatch_key_runs": args.dispatch_key_runs,
         "delay_jobs": args.delay_jobs,
         "delay_runs": args.delay_runs,
         "samples": args.samples,
