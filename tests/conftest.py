@@ -105,6 +105,17 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def terminate(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it is still there after `timeout` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class WorkerProcess:
     """A real `python -m pocketqueue worker` child process."""
 
@@ -139,13 +150,7 @@ class WorkerProcess:
         return [int(pid) for pid in out.stdout.split()]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout=20)
         self._log.close()
 
 
@@ -190,13 +195,7 @@ class ApiProcess:
         wait_until(answered, timeout, interval=0.1)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
 
 
 @pytest.fixture

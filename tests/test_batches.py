@@ -173,7 +173,15 @@ def test_the_callback_runs_exactly_once_under_worker_kills_and_a_redis_restart(
     children = [{"task": "tests.runs", "args": [runs], "kwargs": {"sleep": 0.2}, "max_retries": 3} for _ in range(40)]
     created = client.dispatch_batch(children, on_complete={"task": "tests.batch.collect", "kwargs": {"log": calls}})
     wait_until(lambda: client.batch(created.batch_id).done >= 8, timeout=30)
-    os.killpg(doomed.process.pid, signal.SIGKILL)  # mid-job: its children are recovered and run again
+
+    def doomed_is_running_a_child() -> bool:
+        running = client.list(task="tests.runs", status=[JobStatus.PROCESSING]).jobs
+        return any((job.worker or "").startswith(doomed.name) for job in running)
+
+    # Mid-job, checked rather than assumed (on a busy machine it can be between jobs): its
+    # children are recovered and run again.
+    wait_until(doomed_is_running_a_child, timeout=30, interval=0.01)
+    os.killpg(doomed.process.pid, signal.SIGKILL)
     doomed.process.wait()
     start_worker(settings)
     wait_until(lambda: client.batch(created.batch_id).done >= 20, timeout=60)

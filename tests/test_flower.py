@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import WorkerProcess, settings_env, wait_until
+from conftest import WorkerProcess, settings_env, terminate, wait_until
 from pocketqueue.config import Settings
 from pocketqueue.jobs.models import Job
 from pocketqueue.nodes import DispatchRequest, TaskCancelNode
@@ -89,13 +89,7 @@ class Flower:
 
     def stop(self) -> None:
         self.http.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self._log.close()
 
 

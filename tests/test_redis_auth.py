@@ -1,37 +1,42 @@
-"""A Redis with a password, given in the URL: jobs run, and the password shows up nowhere."""
+"""A Redis with a password, or an ACL user without @dangerous, given in the URL: jobs run, and the
+password shows up nowhere."""
 
 from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from conftest import WorkerProcess, api_client, make_settings, wait_until
+from conftest import WorkerProcess, api_client, make_settings, terminate, wait_until
 from pocketqueue.config import Settings
 from pocketqueue.embedded import answers, free_port, redis_server_binary
 
 PASSWORD = "correct-horse-battery-staple"
 
 
-@pytest.fixture
-def password_redis(tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def redis_server(tmp_path: Path, url_of: Callable[[int], str], *args: str) -> Iterator[str]:
+    """A redis-server on a free loopback port, started with `args`; yields its URL (`url_of(port)`)."""
     port = free_port()
-    server = subprocess.Popen(
-        [
-            *(redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", ""),
-            *("--requirepass", PASSWORD, "--dir", str(tmp_path)),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
+    command = [redis_server_binary(), *args, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    server = subprocess.Popen([*command, "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    url = url_of(port)
     try:
         wait_until(lambda: answers(url))
         yield url
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        terminate(server)
+
+
+@pytest.fixture
+def password_redis(tmp_path: Path) -> Iterator[str]:
+    with redis_server(
+        tmp_path, lambda port: f"redis://:{PASSWORD}@127.0.0.1:{port}/0", "--requirepass", PASSWORD
+    ) as url:
+        yield url
 
 
 async def test_jobs_run_through_a_password_protected_redis_without_leaking_it(
@@ -59,31 +64,12 @@ ACL_PASSWORD = "acl-user-secret-0123"
 @pytest.fixture
 def acl_redis(tmp_path: Path) -> Iterator[str]:
     """A Redis whose default user is off; the one user may run no @dangerous command."""
-    port = free_port()
     config = tmp_path / "redis.conf"
     config.write_text(f"user default off\nuser {ACL_USER} on >{ACL_PASSWORD} ~* &* +@all -@dangerous\n")
-    server = subprocess.Popen(
-        [
-            redis_server_binary(),
-            str(config),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://{ACL_USER}:{ACL_PASSWORD}@127.0.0.1:{port}/0"
-    try:
-        wait_until(lambda: answers(url))
+    with redis_server(
+        tmp_path, lambda port: f"redis://{ACL_USER}:{ACL_PASSWORD}@127.0.0.1:{port}/0", str(config)
+    ) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 async def test_the_whole_system_runs_as_a_redis_user_without_dangerous_commands(

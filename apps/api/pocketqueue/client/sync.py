@@ -186,8 +186,8 @@ class Client:
         """One page of the job listing (the filters of GET /api/queue/jobs): a JobPage.
 
         Runs the listing's async code on a private event loop; from async code, use
-        AsyncClient.list. Filters: statuses, task, tags, q, created_after, created_before,
-        limit, cursor (see observe.listing.JobQuery).
+        AsyncClient.list. Filters, as the route names them: status (a list), task, tags, q,
+        created_after, created_before, limit, cursor.
         """
         from pocketqueue.client.aio import list_page
 
