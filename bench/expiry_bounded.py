@@ -7,7 +7,7 @@ they stay, and must stay within their bounds (lua/includes/observe.lua, jobs/key
     events            global event stream, trimmed to ~EVENTS_MAXLEN entries
     metrics           sorted set of hosts that wrote counters: one per worker, '' for the API
     metrics:<host>    hash per host: counters and histograms per task and queue
-    stats:<minute>    hash of final statuses per minute, expires after 20 minutes
+    stats:<minute>    hash of final statuses per minute, expires after 65 minutes
     runtimes:<task>   list of the task's last 1000-1099 run times, expires a week after the last
     workers           sorted set of live workers (lives with them, like their heartbeat keys)
 

@@ -101,7 +101,7 @@ async def test_finished_jobs_expire_and_leave_nothing_behind(
     # Kept on purpose, each bounded another way (see lua/includes/observe.lua): the worker's
     # heartbeat, the janitor's leadership and the worker registry live as long as the
     # worker; the global event stream is trimmed by length; counters, per-minute counts
-    # and recent run times outlive jobs by design (a week, 20 minutes, a week).
+    # and recent run times outlive jobs by design (a week, 65 minutes, a week).
     kept = (f"{prefix}:worker:", f"{prefix}:metrics", f"{prefix}:stats:", f"{prefix}:runtimes:")
     # The set of queue names jobs went to is bounded by the names, not the jobs.
     kept_exactly = (f"{prefix}:janitor", f"{prefix}:events", f"{prefix}:workers", f"{prefix}:queues")

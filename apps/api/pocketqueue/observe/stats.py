@@ -35,9 +35,10 @@ from pocketqueue.jobs.models import FINISHED_STATUSES, JobStatus, Priority
 from pocketqueue.jobs.registry import registered_names
 
 WINDOWS_MINUTES = (1, 5, 15)
-# The outcome hashes expire after 20 minutes (observe.lua): the widest window plus the
-# current minute is well inside that.
+# The outcome hashes expire after 65 minutes (observe.lua): the widest window plus the
+# current minute is well inside that, and so is the hour of `history`.
 MINUTES_READ = max(WINDOWS_MINUTES) + 1
+MAX_HISTORY_MINUTES = 60
 FINAL = tuple(status.value for status in JobStatus if status in FINISHED_STATUSES)
 RUNTIME_SUM = "runtime_sum\t"
 HSCAN_COUNT = 10_000  # one call covers a host's whole counter hash in practice
@@ -82,6 +83,13 @@ class TaskRuntime(BaseModel):
     p95_seconds: float | None
 
 
+class MinuteOutcomes(BaseModel):
+    """How many jobs reached each final status in one minute (Redis server time)."""
+
+    minute: datetime = Field(description="The minute's start")
+    counts: dict[str, int]
+
+
 class QueueStats(BaseModel):
     """The queue at one moment (Redis server time)."""
 
@@ -91,10 +99,15 @@ class QueueStats(BaseModel):
     throughput: list[Throughput]
     runtimes: list[TaskRuntime]
     dead_letters: int = Field(description="Failed jobs in the dead-letter set")
+    history: list[MinuteOutcomes] = Field(
+        default_factory=list,
+        description="Outcomes per minute, oldest first, the current minute last (as many as `history_minutes`)",
+    )
 
 
-async def read_stats(redis: Redis, keys: Keys, default_queue: str) -> QueueStats:
-    """The stats of every queue a job was sent to (and `default_queue`), and of the whole deployment."""
+async def read_stats(redis: Redis, keys: Keys, default_queue: str, history_minutes: int = 0) -> QueueStats:
+    """The stats of every queue a job was sent to (and `default_queue`), and of the whole deployment;
+    with `history_minutes`, that many minutes of outcomes too (read in the same round trip)."""
     sent_to: set[str] = await redis.smembers(keys.queues)  # type: ignore[assignment]  # decoded replies
     names = sorted({default_queue, *sent_to})
     lists = [name for queue in names for name in queue_lists(queue)]
@@ -113,7 +126,9 @@ async def read_stats(redis: Redis, keys: Keys, default_queue: str) -> QueueStats
     now = int(seconds) + int(micros) / 1_000_000
     n = len(lists)
     statuses = dict(zip(JobStatus, map(int, rest[3 * n :]), strict=True))
-    minutes, task_runtimes = await _recent(redis, keys, minutes_up_to(now, MINUTES_READ), hosts)
+    read = minutes_up_to(now, max(MINUTES_READ, min(history_minutes, MAX_HISTORY_MINUTES)))
+    minutes, task_runtimes = await _recent(redis, keys, read, hosts)
+    history = last_minutes(read, minutes, history_minutes)
     per_queue = len(PRIORITIES)
     depths = []
     for index, queue in enumerate(names):
@@ -138,6 +153,7 @@ async def read_stats(redis: Redis, keys: Keys, default_queue: str) -> QueueStats
         throughput=[throughput(minutes, now, window) for window in WINDOWS_MINUTES],
         runtimes=[runtime_percentiles(task, samples) for task, samples in sorted(task_runtimes.items())],
         dead_letters=statuses[JobStatus.FAILED],
+        history=history,
     )
 
 
@@ -215,6 +231,17 @@ def nearest_rank(ordered: Sequence[float], percent: float) -> float | None:
     if not ordered:
         return None
     return ordered[max(1, math.ceil(percent / 100 * len(ordered))) - 1]
+
+
+def last_minutes(read: range, counts: Sequence[dict[str, int]], count: int) -> list[MinuteOutcomes]:
+    """The last `count` of the minutes read, with their outcome counts, oldest first."""
+    if count <= 0:
+        return []
+    pairs = list(zip(read, counts, strict=True))[-count:]
+    return [
+        MinuteOutcomes(minute=datetime.fromtimestamp(minute * 60, tz=UTC), counts=outcomes)
+        for minute, outcomes in pairs
+    ]
 
 
 def minutes_up_to(now: float, count: int) -> range:

@@ -8,7 +8,8 @@
 --   and expires with its record;
 -- - counters and histograms (`metrics:<host>` hashes): one field per task, queue and host;
 --   a host's hash is dropped a week after its last sign of life (observe/metrics.py);
--- - per-minute outcome counts (`stats:<minute>`) expire after 20 minutes, and the recent
+-- - per-minute outcome counts (`stats:<minute>`) expire after 65 minutes (the dashboard
+--   charts the last hour), and the recent
 --   run times per task (`runtimes:<task>`) are trimmed to the last 1000 once they pass
 --   1100, and expire a week after the last trim.
 
@@ -113,7 +114,7 @@ local function observe_finish(to_status, now, ttl, task, ran)
   redis.call('ZADD', key('list', 'expiring'), tonumber(now) + ttl, job_id)
   redis.call('EXPIRE', key('events', job_id), ttl)
   local bucket = key('stats', math.floor(tonumber(now) / 60))
-  if redis.call('HINCRBY', bucket, to_status, '1') == 1 then redis.call('EXPIRE', bucket, '1200') end
+  if redis.call('HINCRBY', bucket, to_status, '1') == 1 then redis.call('EXPIRE', bucket, '3900') end
   if ran then
     local runtimes = key('runtimes', task)
     local kept = redis.call('LPUSH', runtimes, string.format('%.6f', ran))
