@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install tools run test lint typecheck check bench bench-expiry bench-janitor bench-listing bench-redis-cost clean
+.PHONY: install tools run test screenshots lint typecheck check bench bench-dashboard bench-expiry bench-janitor bench-listing bench-redis-cost clean
 
 # Re-installs only when the pins change.
 $(STAMP): requirements.txt pyproject.toml
@@ -18,15 +18,19 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
-# The terminal UI test drives `monitor` in a real terminal (tmux). Installed from Debian's
-# packages when missing and we may (root with apt-get); otherwise say what is missing.
+# The terminal UI test drives `monitor` in a real terminal (tmux), the browser tests the
+# dashboard in a real Chromium. Each is installed from Debian's packages when missing and
+# we may (root with apt-get); otherwise say what is missing (those tests then skip, saying why).
 tools:
-	@command -v tmux >/dev/null 2>&1 || { \
+	@for need in tmux:tmux:tests/test_terminal.py chromium:chromium:tests/test_browser.py; do \
+		command=$${need%%:*}; rest=$${need#*:}; package=$${rest%%:*}; test=$${rest#*:}; \
+		command -v $$command >/dev/null 2>&1 && continue; \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing tmux (Debian package) for the terminal UI test"; \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -q tmux >/dev/null 2>&1 || \
-			{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q tmux >/dev/null; }; \
-		else echo "tmux is missing: install it (e.g. 'sudo apt-get install tmux') for tests/test_terminal.py" >&2; fi; }
+			echo "installing $$package (Debian package) for $$test"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$package >/dev/null 2>&1 || \
+			{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$package >/dev/null; }; \
+		else echo "$$command is missing: install it (e.g. 'sudo apt-get install $$package') for $$test" >&2; fi; \
+	done
 
 run: install  ## Redis (unless REDIS_URL is set) + worker + API, in the foreground
 	$(PY) -m pocketqueue up
@@ -39,6 +43,10 @@ PYTEST_WORKERS ?= 3
 
 test: install tools  ## the whole suite against a real Redis and a real worker
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The README's dashboard pictures, taken by the browser tests in a real Chromium.
+screenshots: install tools
+	SCREENSHOTS_DIR=docs/screenshots $(PY) -m pytest -p no:randomly tests/test_browser.py
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -57,6 +65,9 @@ bench-expiry: install  ## 100,000 jobs through Redis and out again (about 9 minu
 
 bench-listing: install  ## a filtered page of GET /api/queue/jobs at 100,000 and 1,000,000 jobs (about 15 minutes)
 	$(PY) bench/listing.py
+
+bench-dashboard: install tools  ## each dashboard page's requests at 1,000,000 jobs, and 20 idle dashboards' API CPU (about 5 minutes)
+	$(PY) bench/dashboard.py
 
 bench-redis-cost: install  ## Redis's instructions per job, create/start/finish, under callgrind (about a minute)
 	$(PY) bench/redis_cost.py

@@ -90,7 +90,8 @@ async def keyed_client(keyed: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def routes(settings: Settings) -> list[tuple[str, APIRoute]]:
-    return list(app_routes(create_app(settings)))
+    """The API's routes (the dashboard's page and login are open, and out of the document)."""
+    return [(path, route) for path, route in app_routes(create_app(settings)) if route.include_in_schema]
 
 
 def request_for(path: str, route: APIRoute) -> tuple[str, str, dict[str, Any]]:

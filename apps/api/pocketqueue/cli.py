@@ -110,7 +110,11 @@ def run_up(settings: Settings) -> int:
         for part in ("worker", "api"):
             supervisor.start(Child(part, partial(_spawn, part), partial(_stop, grace=grace)))
         base = f"http://{settings.api_host}:{settings.api_port}"
-        print(f"PocketQueue API: {base}/api/queue   docs: {base}/docs   (Ctrl-C stops everything)", flush=True)
+        print(
+            f"PocketQueue API: {base}/api/queue   dashboard: {base}/dashboard   docs: {base}/docs"
+            "   (Ctrl-C stops everything)",
+            flush=True,
+        )
         _wait_for_stop_signal(supervisor.keep_running)
         return 0 if supervisor.failure is None else 1
     finally:

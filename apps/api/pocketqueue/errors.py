@@ -6,6 +6,7 @@
     │   └── InvalidArguments        422  args/kwargs do not fit the task's signature
     ├── Unauthorized                401  no API key, or one that is not configured
     ├── Forbidden                   403  the key's role may not do this
+    ├── CrossSiteRefused            403  a cookie-authenticated change without the CSRF header
     ├── TooManyRequests             429  over a limit; `Retry-After` says when to come back
     │   ├── RateLimited             429  the key's dispatch rate
     │   └── TooManyStreams          429  the key's concurrent event streams
@@ -86,6 +87,18 @@ class Forbidden(QueueError):
 
     def extensions(self) -> dict[str, str]:
         return {"required_role": self.needed}
+
+
+class CrossSiteRefused(QueueError):
+    status_code = 403
+    title = "Cross-site request refused"
+    slug = "cross-site-request"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "A request authenticated by the dashboard's session cookie that changes something must carry "
+            "the header X-PocketQueue-CSRF: 1 (the dashboard sends it; a cross-site form cannot)."
+        )
 
 
 class TooManyRequests(QueueError):

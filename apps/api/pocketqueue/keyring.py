@@ -128,6 +128,10 @@ class Keyring:
     def __bool__(self) -> bool:
         return bool(self.keys)
 
+    def named(self, name: str) -> ApiKey | None:
+        """The key called `name` (a session remembers the name, never the secret)."""
+        return next((key for key in self.keys if key.name == name), None)
+
     def identify(self, presented: str) -> ApiKey | None:
         candidate = digest(presented)
         found = None

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 
 from pocketqueue.api.body_limit import BodyLimitMiddleware
 from pocketqueue.api.limits import Limits
@@ -16,6 +17,7 @@ from pocketqueue.api.problems import install_problem_handlers
 from pocketqueue.api.routes import (
     audit,
     batches,
+    dashboard,
     dead_letter,
     events,
     health,
@@ -85,5 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router, prefix="/api/queue")
     app.include_router(metrics.router)  # at the root, where Prometheus scrapes
+    app.include_router(dashboard.router)
+    app.mount("/dashboard/static", StaticFiles(directory=dashboard.STATIC), name="dashboard-static")
     install_contract(app, secured=bool(settings.keyring))
     return app

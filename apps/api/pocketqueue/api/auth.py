@@ -23,8 +23,9 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from pocketqueue.errors import Forbidden, Unauthorized
-from pocketqueue.keyring import ANONYMOUS, ApiKey, Role
+from pocketqueue.api import sessions
+from pocketqueue.errors import CrossSiteRefused, Forbidden, Unauthorized
+from pocketqueue.keyring import ANONYMOUS, ApiKey, Keyring, Role
 
 SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "An API key: `Authorization: Bearer <key>`"},
@@ -54,11 +55,12 @@ def requires(role: Role) -> Callable[..., Awaitable[Caller]]:
         if not keyring:
             return ANONYMOUS_CALLER
         presented = _presented(request)
-        if not presented:
-            raise Unauthorized("This API needs a key: send `Authorization: Bearer <key>` (or `X-API-Key: <key>`).")
-        key = keyring.identify(presented)
-        if key is None:
-            raise Unauthorized("The API key sent is not one this API knows.")  # never echo what was sent
+        if presented:
+            key = keyring.identify(presented)
+            if key is None:
+                raise Unauthorized("The API key sent is not one this API knows.")  # never echo what was sent
+        else:
+            key = await _session(request, keyring)
         if key.role < role:
             raise Forbidden(key.name, key.role.label, role.label)
         return Caller(key.name, key.role, key)
@@ -69,6 +71,18 @@ def requires(role: Role) -> Callable[..., Awaitable[Caller]]:
 
 
 ANONYMOUS_CALLER = Caller(ANONYMOUS, Role.ADMIN)
+
+
+async def _session(request: Request, keyring: Keyring) -> ApiKey:
+    """The key behind the dashboard's session cookie (api/sessions.py), CSRF-checked; else 401."""
+    token = request.cookies.get(sessions.COOKIE)
+    runtime = request.app.state.runtime
+    key = await sessions.session_key(runtime.redis, runtime.store.keys, keyring, token) if token else None
+    if key is None:
+        raise Unauthorized("This API needs a key: send `Authorization: Bearer <key>` (or `X-API-Key: <key>`).")
+    if request.method not in sessions.SAFE_METHODS and request.headers.get(sessions.CSRF_HEADER) != "1":
+        raise CrossSiteRefused()
+    return key
 
 
 def _presented(request: Request) -> str | None:

@@ -167,6 +167,11 @@ class Keys:
         # it would be full again, so an idle caller's bucket costs nothing.
         return f"{self.prefix}:rate:{caller}"
 
+    def session(self, token_digest: str) -> str:
+        # String: a dashboard session (api/sessions.py), the key's name under the token's
+        # SHA-256; expires with the session.
+        return f"{self.prefix}:session:{token_digest}"
+
     @property
     def audit(self) -> str:
         # Stream: admin actions (who, what, which jobs, when), trimmed to
