@@ -58,7 +58,7 @@ from pocketqueue.embedded import free_port
 from pocketqueue.jobs.keys import Keys
 from pocketqueue.jobs.models import JobError
 from pocketqueue.jobs.worker_store import WorkerJobStore
-from procs import Service, ServiceError, code_version, cpu_seconds, machine_summary, scratch
+from procs import Service, ServiceError, code_version, cpu_seconds, machine_summary, scratch, write_report
 from run import progress, scrub_settings_env
 
 if TYPE_CHECKING:
@@ -609,14 +609,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     text, failures = render(options, results, time.monotonic() - started)
-    text += "\n\nverdict: " + ("PASS" if not failures else "FAIL: " + "; ".join(failures)) + "\n"
-    print(text, flush=True)
-    out_dir = BENCH_DIR / "results"
-    out_dir.mkdir(exist_ok=True)
-    out_file = out_dir / f"dashboard-{datetime.now():%Y%m%d-%H%M%S}.md"
-    out_file.write_text(text)
-    progress(f"report written to {out_file}")
-    return 1 if failures else 0
+    return write_report("dashboard", text, failures)
 
 
 if __name__ == "__main__":

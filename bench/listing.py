@@ -52,7 +52,7 @@ from pocketqueue.config import Settings
 from pocketqueue.jobs.keys import Keys
 from pocketqueue.jobs.models import JobStatus
 from pocketqueue.observe.listing import JobQuery, encode_cursor, list_jobs
-from procs import ServiceError, scratch
+from procs import ServiceError, scratch, write_report
 from run import progress, scrub_settings_env
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -366,14 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    text += "\n\nverdict: " + ("PASS" if not failures else "FAIL: " + "; ".join(failures)) + "\n"
-    print(text, flush=True)
-    out_dir = BENCH_DIR / "results"
-    out_dir.mkdir(exist_ok=True)
-    out_file = out_dir / f"listing-{datetime.now():%Y%m%d-%H%M%S}.md"
-    out_file.write_text(text)
-    progress(f"report written to {out_file}")
-    return 1 if failures else 0
+    return write_report("listing", text, failures)
 
 
 if __name__ == "__main__":

@@ -206,3 +206,17 @@ def scratch(stack: ExitStack, name: str, keep: bool) -> Scratch:
     stack.callback(server.stop)
     url = server.start()
     return Scratch(work_dir, logs, server, url)
+
+
+def write_report(kind: str, text: str, failures: list[str]) -> int:
+    """Print the report with its verdict, keep it as bench/results/<kind>-<time>.md; the exit code."""
+    from datetime import datetime
+
+    text += "\n\nverdict: " + ("PASS" if not failures else "FAIL: " + "; ".join(failures)) + "\n"
+    print(text, flush=True)
+    out_dir = Path(__file__).resolve().parent / "results"
+    out_dir.mkdir(exist_ok=True)
+    out_file = out_dir / f"{kind}-{datetime.now():%Y%m%d-%H%M%S}.md"
+    out_file.write_text(text)
+    print(f"[{datetime.now():%H:%M:%S}] report written to {out_file}", flush=True)
+    return 1 if failures else 0
