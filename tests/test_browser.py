@@ -101,7 +101,7 @@ def test_the_overview_loads_with_no_console_errors_and_shows_the_queue(dashboard
     page.wait_for_selector("[data-testid=count-completed] .count")
     wait_until(lambda: page.inner_text("[data-testid=count-completed] .count").strip() not in ("", "0"), timeout=15)
     assert page.locator("#throughput-chart").count() == 1
-    assert page.inner_text("[data-testid=workers-online]").strip().startswith("1")
+    wait_until(lambda: page.inner_text("[data-testid=workers-online] .count").strip() == "1", timeout=15)
     dashboard.shot(page, "overview")
     assert errors == []
     page.context.close()
@@ -144,6 +144,9 @@ def test_cancel_and_retry_work_from_the_page(dashboard: Dashboard) -> None:
     wait_until(lambda: dashboard.job(failed)["status"] == "failed", timeout=20)
     page.goto(f"{dashboard.api.url}/dashboard#/jobs/{failed}")
     page.click("button[data-action=retry]")
+    # The page says what happened once the API has answered (before that, the job is the
+    # same failed job it was, so its record cannot tell).
+    wait_until(lambda: "Re-driven" in page.inner_text("[data-testid=action-outcome]"), timeout=20)
     # Re-driven: same id, attempts reset, and it runs (and fails) again.
     wait_until(lambda: dashboard.job(failed)["attempts"] == 1 and dashboard.job(failed)["status"] == "failed", 20)
     audit = dashboard.http.get("/api/queue/audit").json()["entries"]
@@ -161,7 +164,9 @@ def test_retry_all_matching_re_drives_exactly_the_filtered_set(dashboard: Dashbo
     wait_until(lambda: all(dashboard.job(job)["status"] == "failed" for job in matching + others), timeout=30)
     page, errors = dashboard.page(ADMIN)
     page.goto(f"{dashboard.api.url}/dashboard#/dead-letters")
+    page.wait_for_function("document.querySelector('[data-testid=dl-summary]').textContent.includes('5 failed jobs')")
     page.fill("#dl-task", "tests.fail")
+    wait_until(lambda: "3 match the filter" in page.inner_text("[data-testid=dl-summary]"), timeout=10)
     page.click("[data-action=retry-matching]")
     dialog = page.locator("dialog[open]")
     assert "3" in dialog.inner_text()

@@ -81,22 +81,31 @@ class JobStore:
         # the janitor (reap.lua) or a bulk re-drive.
         return int(total), [job for job in found if job is not None]
 
+    async def newest_dead_letter(self) -> float | None:
+        """When the newest entry of the dead-letter set failed (its score), or None if empty."""
+        rows = await self.redis.zrange(self.keys.dead_letter, -1, -1, withscores=True)
+        return float(rows[0][1]) if rows else None
+
     async def forget_dead(self, job_ids: Sequence[str]) -> None:
         """Drop dead-letter entries whose records have expired (the janitor would, later)."""
         if job_ids:
             await self.redis.zrem(self.keys.dead_letter, *job_ids)
 
-    async def dead_letter_after(self, cursor: tuple[float, str] | None, limit: int) -> list[tuple[str, float]]:
-        """Up to `limit` (job id, score) of the dead-letter set after `cursor`, oldest first.
+    async def dead_letter_after(
+        self, cursor: tuple[float, str] | None, limit: int, until: float | None = None
+    ) -> list[tuple[str, float]]:
+        """Up to `limit` (job id, score) of the dead-letter set after `cursor`, oldest first,
+        and (with `until`) none that failed later than that.
 
         A cursor is the (score, id) of the last entry seen: Redis orders equal scores by id,
         so no entry is skipped or seen twice, whatever is re-driven (removed) meanwhile.
         """
         low = "-inf" if cursor is None else f"{cursor[0]!r}"
+        high = "+inf" if until is None else f"{until!r}"
         # From the cursor's score on, inclusive; the few entries sharing that score up to
         # the cursor's id are dropped below (hence the margin: failures in one microsecond).
         rows = await self.redis.zrangebyscore(
-            self.keys.dead_letter, low, "+inf", start=0, num=limit + 64, withscores=True
+            self.keys.dead_letter, low, high, start=0, num=limit + 64, withscores=True
         )
         after = [(str(row[0]), float(row[1])) for row in rows]
         if cursor is not None:

@@ -77,16 +77,21 @@ class JobRedriveNode(AsyncNode):  # type: ignore[misc]
         return report
 
     async def _redrive_dead_letters(self, runtime: QueueRuntime, wanted: RedriveFilter, report: RedriveReport) -> None:
-        """Walk the dead-letter set from `wanted.cursor`, oldest first, MAX_SCAN entries at most."""
+        """Walk the dead-letter set from `wanted.cursor`, oldest first, MAX_SCAN entries at most.
+
+        Only as far as the newest entry when the walk starts: a job re-driven here that fails
+        again at once re-enters the set further on, and must not be re-driven twice.
+        """
         cursor, scanned = wanted.cursor, 0
-        while scanned < MAX_SCAN:
-            rows = await runtime.store.dead_letter_after(cursor, min(CHUNK, MAX_SCAN - scanned))
+        until = await runtime.store.newest_dead_letter()
+        while scanned < MAX_SCAN and until is not None:
+            rows = await runtime.store.dead_letter_after(cursor, min(CHUNK, MAX_SCAN - scanned), until)
             if not rows:
                 return
             await self._redrive_chunk(runtime, wanted, [job_id for job_id, _ in rows], report)
             scanned += len(rows)
             cursor = (rows[-1][1], rows[-1][0])
-        if await runtime.store.dead_letter_after(cursor, 1):
+        if await runtime.store.dead_letter_after(cursor, 1, until):
             report.next_cursor = cursor
 
     async def _redrive_chunk(
