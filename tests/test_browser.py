@@ -164,7 +164,7 @@ def test_retry_all_matching_re_drives_exactly_the_filtered_set(dashboard: Dashbo
     wait_until(lambda: all(dashboard.job(job)["status"] == "failed" for job in matching + others), timeout=30)
     page, errors = dashboard.page(ADMIN)
     page.goto(f"{dashboard.api.url}/dashboard#/dead-letters")
-    page.wait_for_function("document.querySelector('[data-testid=dl-summary]').textContent.includes('5 failed jobs')")
+    page.wait_for_function("document.querySelector('[data-testid=dl-summary]')?.textContent.includes('5 failed jobs')")
     page.fill("#dl-task", "tests.fail")
     wait_until(lambda: "3 match the filter" in page.inner_text("[data-testid=dl-summary]"), timeout=10)
     page.click("[data-action=retry-matching]")
