@@ -127,7 +127,7 @@ def dead_letter_page() -> int:
     return int(found[1].replace("_", ""))
 
 
-def pages(job_id: str, dead_letters: int) -> list[Page]:
+def pages(job_id: str) -> list[Page]:
     """What each page asks the API when loaded directly (dashboard/static/app.js, views/*.js).
 
     Each starts with the session (app.js, before any view); EventSources are opened as the
@@ -469,7 +469,7 @@ def run(options: Options, stack: ExitStack) -> Results:
 
     timed = []
     load_before = os.getloadavg()[0]
-    for page in pages(scene.job_id(), len(scene.failed)):
+    for page in pages(scene.job_id()):
         timed.append(api.time_page(page, options.runs))
         progress(f"  {page.name:13} {timed[-1].median_ms:7.2f} ms median, {timed[-1].p95_ms:7.2f} ms p95")
     api.streams.close()  # no stream of ours open during the idle windows

@@ -64,9 +64,6 @@ class Limits:
         self._streams[caller.name] += 1
         return StreamSlot(self._streams, caller.name)
 
-    def open_streams(self, name: str) -> int:
-        return self._streams[name]
-
 
 class StreamSlot:
     """An open stream's place in its caller's count; `release` may be called more than once."""
