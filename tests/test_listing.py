@@ -225,3 +225,81 @@ async def test_jobs_created_in_the_same_microsecond_are_paged_by_id(
             break
         params["cursor"] = body["next_cursor"]
     assert found == list(reversed(ids))
+
+
+async def test_a_walk_over_several_statuses_neither_skips_nor_repeats_jobs_that_move(
+    client: httpx.AsyncClient, own_settings: Settings, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 60 queued jobs, half of them sharing one creation time (a tie longer than a batch).
+    # Between every batch a page checks, three jobs move from queued to processing as a
+    # worker would move them (record and both indexes at once): some already listed, some
+    # not yet reached. Listing both statuses must still give each job exactly once, in order.
+    monkeypatch.setattr(listing, "BATCH", 10)
+    prefix = own_settings.queue_key_prefix
+    base = datetime.now(UTC).timestamp()
+    tied = round(base + 100, 6)
+    jobs = sorted(
+        [(round(base + n / 1000, 6), str(uuid.uuid4())) for n in range(30)]
+        + [(tied, str(uuid.uuid4())) for _ in range(30)],
+        reverse=True,
+    )
+    with sync_redis.pipeline(transaction=False) as pipe:
+        for created, job_id in jobs:
+            record = {"job_id": job_id, "task": "tests.add", "status": "queued", "created_at": f"{created:.6f}"}
+            pipe.hset(f"{prefix}:job:{job_id}", mapping=record)
+            pipe.zadd(f"{prefix}:index:queued", {job_id: created})
+        pipe.execute()
+    still_queued = list(jobs)  # newest first
+
+    def move(created: float, job_id: str) -> None:
+        with sync_redis.pipeline(transaction=True) as pipe:
+            pipe.hset(f"{prefix}:job:{job_id}", "status", "processing")
+            pipe.zrem(f"{prefix}:index:queued", job_id)
+            pipe.zadd(f"{prefix}:index:processing", {job_id: created})
+            pipe.execute()
+
+    checked = listing._matching
+
+    async def checked_then_moved(*args: Any) -> list[bool]:
+        matches = await checked(*args)
+        for job in (still_queued.pop(0), still_queued.pop(), still_queued.pop()) if len(still_queued) >= 3 else ():
+            move(*job)  # the newest queued (listed already) and the two oldest (not reached yet)
+        return matches
+
+    monkeypatch.setattr(listing, "_matching", checked_then_moved)
+    found: list[str] = []
+    params: dict[str, Any] = {"status": ["queued", "processing"], "limit": 25}
+    while True:
+        body = (await client.get("/api/queue/jobs", params=params)).json()
+        found += [job["job_id"] for job in body["jobs"]]
+        if body["next_cursor"] is None:
+            break
+        params["cursor"] = body["next_cursor"]
+    assert len(found) == len(set(found)), "a job was listed twice"
+    assert found == [job_id for _, job_id in jobs]
+    assert sync_redis.zcard(f"{prefix}:index:processing") >= 15  # moved during the walk
+
+
+async def test_a_batch_gives_each_of_its_jobs_its_own_creation_time(client: httpx.AsyncClient) -> None:
+    body = {"jobs": [{"task": "tests.add", "args": [n, n], "tags": {"batch": "own-times"}} for n in range(5)]}
+    accepted = await client.post("/api/queue/batches", json=body)
+    assert accepted.status_code == 202, accepted.text
+    children = [job if isinstance(job, str) else job["job_id"] for job in accepted.json()["jobs"]]
+    shown = (await client.get("/api/queue/jobs", params={"tag": "batch:own-times"})).json()["jobs"]
+    assert len({job["created_at"] for job in shown}) == 5
+    assert [job["job_id"] for job in shown] == list(reversed(children))  # newest first: the last job first
+
+
+async def test_an_id_prefix_matching_more_than_a_search_can_order_is_refused(
+    client: httpx.AsyncClient, own_settings: Settings, sync_redis: redis.Redis
+) -> None:
+    job = await dispatch(client)
+    prefix = own_settings.queue_key_prefix
+    many = {f"{job['job_id'][:2]}{n:04d}-not-a-job": 0 for n in range(listing.PREFIX_MATCHES)}
+    sync_redis.zadd(f"{prefix}:list:ids", many)  # with the real job: one more than a search orders
+    refused = await client.get("/api/queue/jobs", params={"q": job["job_id"][:2]})
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == PROBLEM
+    assert "more of the id" in refused.json()["detail"]
+    assert await listed(client, q=job["job_id"][:8]) == [job["job_id"]]  # a longer prefix finds it
+    assert await listed(client, q=job["job_id"]) == [job["job_id"]]  # the exact id still answers

@@ -9,9 +9,12 @@ newest first, and checks each entry's record against the other filters, a batch 
 time. So a page costs O(entries walked), and a query whose filters match little of that
 index is bounded by `SCAN_BUDGET`: it answers with what it found and a cursor to carry on.
 
-Order is (creation time, job id), both descending; a cursor is the last entry walked. A
-status change moves a job between status indexes but never changes its creation time, so
-a cursor never skips or repeats a job, whatever is written meanwhile.
+Order is (creation time, job id), both descending; a cursor is the last entry walked, and
+the walk resumes strictly after it (by time, then by id among jobs of the same time), so
+an entry that left meanwhile cannot shift it. A status change moves a job between status
+indexes but never changes its creation time, and the status indexes are read together in
+one transaction per window (`_windows`), so a cursor never skips or repeats a job,
+whatever is written meanwhile.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pocketqueue.jobs.models import Job, JobStatus, decode_record
 
 BATCH = 200
 SCAN_BUDGET = 10_000  # index entries one request may walk before it answers with a cursor
-PREFIX_MATCHES = 500  # ids a search by id prefix considers (the first, in id order)
+PREFIX_MATCHES = 500  # ids a search by id prefix may match (more: refused, asking for more of the id)
 MAX_LIMIT = 500
 
 Position = tuple[float, str]  # (creation time, job id): where a walk is
@@ -82,21 +85,21 @@ async def list_jobs(redis: Redis, keys: Keys, query: JobQuery) -> JobPage:
     # Walking the one index a query names, every entry matches (unless its record is gone):
     # a page needs little more than `limit` of them, not a whole batch.
     size = min(BATCH, query.limit + 1) if filters <= 1 else BATCH
-    walks = [_walk(redis, index, start, query.created_after, query.created_before, size) for index in indexes]
     found: list[str] = []
     walked = 0
     last: Position | None = None
-    async for batch in _batches(_merge(walks), size):
-        matches = await _matching(redis, keys, query, batch, indexes)
-        walked += len(batch)
-        for position, matched in zip(batch, matches, strict=True):
-            last = position
-            if matched:
-                found.append(position[1])
-                if len(found) == query.limit:
-                    return await _page(redis, keys, found, last)
-        if walked >= SCAN_BUDGET:
-            return await _page(redis, keys, found, last)
+    async for window in _windows(redis, indexes, start, query.created_after, query.created_before, size):
+        for batch in (window[i : i + size] for i in range(0, len(window), size)):
+            matches = await _matching(redis, keys, query, batch, indexes)
+            walked += len(batch)
+            for position, matched in zip(batch, matches, strict=True):
+                last = position
+                if matched:
+                    found.append(position[1])
+                    if len(found) == query.limit:
+                        return await _page(redis, keys, found, last)
+            if walked >= SCAN_BUDGET:
+                return await _page(redis, keys, found, last)
     return await _page(redis, keys, found, None)
 
 
@@ -124,59 +127,54 @@ def status_listing(keys: Keys, status: JobStatus) -> str:
     return keys.listed("status", status.value) if status is JobStatus.FAILED else keys.index(status.value)
 
 
-async def _walk(
-    redis: Redis, index: str, start: Position | None, after: float | None, before: float | None, size: int
-) -> AsyncIterator[Position]:
-    """Entries of one index, newest first, strictly after `start` (the cursor)."""
-    high: Position | None = start
-    top = "+inf" if before is None else f"({before!r}"
-    if start is not None and (before is None or start[0] < before):
-        top = repr(start[0])  # inclusive: entries sharing the cursor's time are sorted by id below
+async def _windows(
+    redis: Redis, indexes: list[str], start: Position | None, after: float | None, before: float | None, size: int
+) -> AsyncIterator[list[Position]]:
+    """Entries of `indexes`, newest first, strictly after `start` (the cursor), a window at a time.
+
+    Each window is read from every index in one transaction (MULTI), so within it a job
+    is in exactly one status index, and it ends where the shallowest full read ended:
+    below that, an index not read that far could hide a job that moved out of one read
+    that far. The next window starts there. A job's position (creation time, id) never
+    changes, so it falls in exactly one window, read in one snapshot: a walk over several
+    statuses never skips or repeats a job that changes status meanwhile.
+    """
+    high = start
     bottom = "-inf" if after is None else f"({after!r}"
-    skip = 0
     while True:
-        rows: list[Any] = await redis.zrevrangebyscore(index, top, bottom, start=skip, num=size, withscores=True)
-        positions = [(float(score), str(member)) for member, score in rows]
-        for position in positions:
-            if high is None or position < high:
-                yield position
-        if len(positions) < size:
+        tie: float | None = None  # the cursor's own time: entries sharing it are sorted by id below
+        top = "+inf" if before is None else f"({before!r}"
+        if high is not None and (before is None or high[0] < before):
+            if after is not None and high[0] <= after:
+                return
+            tie, top = high[0], f"({high[0]!r}"
+        async with redis.pipeline(transaction=True) as pipe:
+            for index in indexes:
+                if tie is not None:  # every entry of that time (ties are rare: batches space their jobs by 1 µs)
+                    pipe.zrevrangebyscore(index, repr(tie), repr(tie), withscores=True)
+                pipe.zrevrangebyscore(index, top, bottom, start=0, num=size, withscores=True)
+            replies: list[Any] = await pipe.execute()
+        reads = replies[1::2] if tie is not None else replies
+        floor = max((_position(read[-1]) for read in reads if len(read) == size), default=None)
+        window = sorted(
+            {
+                position
+                for reply in replies
+                for position in map(_position, reply)
+                if (high is None or position < high) and (floor is None or position >= floor)
+            },
+            reverse=True,
+        )
+        if window:
+            yield window
+        if floor is None:
             return
-        last = positions[-1]
-        # Carry on from the last entry's time, inclusive, skipping the entries of that time
-        # already seen (Redis orders equal times by id, descending in a reverse range).
-        same = sum(1 for score, _ in positions if score == last[0])
-        skip = skip + same if top == repr(last[0]) else same
-        top = repr(last[0])
-        high = last if high is None else min(high, last)  # never above the cursor
+        high = floor
 
 
-async def _merge(walks: list[AsyncIterator[Position]]) -> AsyncIterator[Position]:
-    """Several walks as one, newest first (a status filter with several statuses: at most 8)."""
-    heads: dict[int, Position] = {}
-    for number, walk in enumerate(walks):
-        head = await anext(walk, None)
-        if head is not None:
-            heads[number] = head
-    while heads:
-        number = max(heads, key=heads.__getitem__)
-        yield heads[number]
-        head = await anext(walks[number], None)
-        if head is None:
-            del heads[number]
-        else:
-            heads[number] = head
-
-
-async def _batches(positions: AsyncIterator[Position], size: int) -> AsyncIterator[list[Position]]:
-    batch: list[Position] = []
-    async for position in positions:
-        batch.append(position)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _position(row: tuple[Any, Any]) -> Position:
+    member, score = row
+    return float(score), str(member)
 
 
 async def _matching(redis: Redis, keys: Keys, query: JobQuery, batch: list[Position], indexes: list[str]) -> list[bool]:
@@ -218,8 +216,18 @@ async def _search(redis: Redis, keys: Keys, query: JobQuery, start: Position | N
         pipe.exists(keys.job(q))
         pipe.get(keys.idempotency(q))
         pipe.get(keys.unique(q))
-        pipe.zrangebylex(keys.listed("ids"), f"[{q}", f"[{q}\xff", start=0, num=PREFIX_MATCHES)
+        pipe.zrangebylex(keys.listed("ids"), f"[{q}", f"[{q}\xff", start=0, num=PREFIX_MATCHES + 1)
         exact, idempotent, unique, prefixed = await pipe.execute()
+    if len(prefixed) > PREFIX_MATCHES:
+        # Too many to sort newest first and page through: the ids index is in id order, so
+        # a page of them would be neither the newest nor followed by a cursor. A key or an
+        # exact id still answers; a bare short prefix is refused with what to do instead.
+        if not (exact or idempotent or unique):
+            raise InvalidRequest(
+                f"q={q[:40]!r} starts more than {PREFIX_MATCHES} job ids: give more of the id "
+                "(8 characters pick one job in practice), or filter by task, tag or status"
+            )
+        prefixed = []
     ids = dict.fromkeys([*([q] if exact else []), *prefixed])
     if idempotent:
         ids[str(idempotent).split(" ", 1)[0]] = None

@@ -18,7 +18,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import Celery
@@ -76,8 +76,18 @@ def plan_batch(request: BatchRequest, settings: Settings, app: Celery, *, regist
             raise InvalidRequest(f"jobs[{position}]: a batch's jobs take no idempotency_key or unique_key")
     now = datetime.now(UTC)
     batch_id = str(uuid.uuid4())
+    # Each job its own creation time, 1 µs apart: the listing orders jobs by it, and a
+    # batch of jobs sharing one time would be a long tie for every page to sort out by id.
     children = [
-        plan(child, settings, app, registered_only=registered_only, now=now, batch=batch_id) for child in request.jobs
+        plan(
+            child,
+            settings,
+            app,
+            registered_only=registered_only,
+            now=now + timedelta(microseconds=position),
+            batch=batch_id,
+        )
+        for position, child in enumerate(request.jobs)
     ]
     record = {
         "batch_id": batch_id,
