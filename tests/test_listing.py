@@ -14,6 +14,8 @@ import redis
 
 from conftest import api_client, wait_until
 from pocketqueue.config import Settings
+from pocketqueue.jobs.keys import Keys
+from pocketqueue.jobs.worker_store import WorkerJobStore
 from pocketqueue.observe import listing
 from test_lifecycle import StartWorker, private_settings
 
@@ -303,3 +305,21 @@ async def test_an_id_prefix_matching_more_than_a_search_can_order_is_refused(
     assert "more of the id" in refused.json()["detail"]
     assert await listed(client, q=job["job_id"][:8]) == [job["job_id"]]  # a longer prefix finds it
     assert await listed(client, q=job["job_id"]) == [job["job_id"]]  # the exact id still answers
+
+
+async def test_a_record_that_expired_with_no_janitor_still_leaves_every_index(
+    redis_url: str, sync_redis: redis.Redis
+) -> None:
+    # No worker runs (so no janitor): a cancelled job's record expires after 1 s with its
+    # task and tag entries still listed. The next janitor to reap (a worker coming back)
+    # takes every entry out, though the record is gone, from what `list:expiring` holds.
+    settings = private_settings(redis_url, queue_job_ttl_seconds=1)
+    prefix = settings.queue_key_prefix
+    async with api_client(settings) as client:
+        job = await dispatch(client, tags={"book_id": "42"})
+        assert (await client.delete(f"/api/queue/cancel/{job['job_id']}")).status_code == 200
+    wait_until(lambda: not sync_redis.exists(f"{prefix}:job:{job['job_id']}"), timeout=10, interval=0.1)
+    assert sync_redis.zscore(f"{prefix}:list:tag:book_id=42", job["job_id"]) is not None  # not reaped yet
+    assert WorkerJobStore(sync_redis, Keys(prefix)).reap(10.0) == 1
+    assert list(sync_redis.scan_iter(f"{prefix}:list:*")) == []
+    assert list(sync_redis.scan_iter(f"{prefix}:index:*")) == []

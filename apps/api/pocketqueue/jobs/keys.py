@@ -138,8 +138,10 @@ class Keys:
 
     def listed(self, *parts: str) -> str:
         # Sorted sets of job ids by creation time: `list:all` (by status: `index`, and
-        # `list:status:failed`), `list:task:<task>`, `list:tag:<name>=<value>`; `list:ids` (all scores 0, by id for
-        # prefix search); `list:expiring` (finished jobs by record expiry, for reap.lua).
+        # `list:status:failed`), `list:task:<task>`, `list:tag:<name>=<value>`; `list:ids`
+        # (all scores 0, by id for prefix search); `list:expiring` (finished jobs by record
+        # expiry, each entry `id<TAB>task<TAB>tags`, so reap.lua can clear a job whose
+        # record already expired).
         return ":".join((self.prefix, "list", *parts))
 
     def events(self, job_id: str | None = None) -> str:

@@ -5,9 +5,9 @@
 -- listing index and its status index. Run by the janitor's leader every sweep, so the listing never shows a
 -- job that is gone, and its indexes hold no more than the records do. A job re-driven
 -- meanwhile is active again and left alone; a record given a longer life is rescheduled.
--- A record that already expired (no janitor ran for `lead` seconds) still leaves the
--- indexes the job id alone can name; the task and tag entries it leaves behind are
--- dropped by the listing when it meets them (observe/listing.py).
+-- The entries of `list:expiring` carry the job's task and tags (observe.lua's
+-- expiring_entry), so a record that already expired (no janitor ran for `lead` seconds)
+-- still leaves every index: the status ones by trying each.
 -- Returns how many due entries it handled (fewer than `most`: none is left due).
 
 --- @include "job"
@@ -17,29 +17,32 @@ local lead = tonumber(ARGV[3])
 local expiring = key('list', 'expiring')
 local STATUSES = {'scheduled', 'queued', 'processing', 'retrying', 'completed', 'partial', 'failed', 'cancelled'}
 local due = redis.call('ZRANGEBYSCORE', expiring, '-inf', now + lead, 'LIMIT', 0, tonumber(ARGV[4]))
-for _, id in ipairs(due) do
+for _, entry in ipairs(due) do
+  local id, named_task, named_tags = string.match(entry, '^([^\t]*)\t([^\t]*)\t(.*)$')
+  if not id then id = entry end  -- an entry written before entries carried task and tags
   job_id, job = id, key('job', id)
   local status, task, tags = unpack(redis.call('HMGET', job, 'status', 'task', 'tags'))
   local left = redis.call('PTTL', job)
   if status and active(status) then
-    redis.call('ZREM', expiring, id)
+    redis.call('ZREM', expiring, entry)
   elseif left > lead * 1000 then
-    redis.call('ZADD', expiring, now + left / 1000, id)
+    redis.call('ZADD', expiring, now + left / 1000, entry)
   else
     redis.call('ZREM', key('list', 'all'), id)
     redis.call('ZREM', key('list', 'ids'), id)
     if status then
       redis.call('ZREM', key('index', status), id)
       if status == 'failed' then redis.call('ZREM', key('list', 'status', 'failed'), id) end
-      redis.call('ZREM', key('list', 'task', task), id)
-      if tags then
-        for name, value in pairs(cjson.decode(tags)) do redis.call('ZREM', key('list', 'tag', name .. '=' .. value), id) end
-      end
     else
       for _, each in ipairs(STATUSES) do redis.call('ZREM', key('index', each), id) end
       redis.call('ZREM', key('list', 'status', 'failed'), id)
+      task, tags = named_task, named_tags ~= '' and named_tags
     end
-    redis.call('ZREM', expiring, id)
+    if task then redis.call('ZREM', key('list', 'task', task), id) end
+    if tags then
+      for name, value in pairs(cjson.decode(tags)) do redis.call('ZREM', key('list', 'tag', name .. '=' .. value), id) end
+    end
+    redis.call('ZREM', expiring, entry)
   end
 end
 return #due

@@ -26,7 +26,7 @@ redis.call('HDEL', job, 'error', 'result', 'partial_errors', 'started_at', 'fini
 redis.call('HSET', job, 'attempts', '0', 'progress', '0', 'redrive_token', ARGV[6])
 redis.call('PERSIST', job)
 -- Active again: it stays listed, and its events stay (see observe.lua).
-redis.call('ZREM', key('list', 'expiring'), job_id)
+redis.call('ZREM', key('list', 'expiring'), expiring_entry(unpack(redis.call('HMGET', job, 'task', 'tags'))))
 redis.call('PERSIST', key('events', job_id))
 requeue('failed', ARGV[3], ARGV[5], ARGV[4])
 return 'ok'

@@ -104,6 +104,13 @@ local function observe_move(from_status, to_status, now, rec)
   return task, ran
 end
 
+-- A finished job's entry in `list:expiring`: its id, task and tags (JSON or ''), tab
+-- separated, so reap.lua can take it out of its task and tag indexes even once its record
+-- has expired (no janitor ran in time to reap it first).
+local function expiring_entry(task, tags)
+  return job_id .. '\t' .. task .. '\t' .. (tags or '')
+end
+
 -- A job ended: its listing entries are reaped just before the record expires, its event
 -- list expires with it, and the minute's outcome count and the task's recent run times
 -- go up. `task` and `ran` (seconds, nil if no attempt ended here) as observe_move
@@ -111,7 +118,7 @@ end
 -- TTL with its first count, a task's run times are cut back to the last 1000 (and their
 -- TTL renewed) once 100 more have come.
 local function observe_finish(to_status, now, ttl, task, ran)
-  redis.call('ZADD', key('list', 'expiring'), tonumber(now) + ttl, job_id)
+  redis.call('ZADD', key('list', 'expiring'), tonumber(now) + ttl, expiring_entry(task, redis.call('HGET', job, 'tags')))
   redis.call('EXPIRE', key('events', job_id), ttl)
   local bucket = key('stats', math.floor(tonumber(now) / 60))
   if redis.call('HINCRBY', bucket, to_status, '1') == 1 then redis.call('EXPIRE', bucket, '3900') end
