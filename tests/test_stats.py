@@ -208,3 +208,35 @@ async def test_a_queued_job_estimates_its_start_from_the_recent_finishing_rate(
         expected = (ahead + 1) * seconds_per_job
         assert job["estimated_start_seconds"] is not None
         assert abs(job["estimated_start_seconds"] - expected) <= 0.02 * expected + 0.1
+
+
+async def test_scheduled_and_retrying_are_counted_per_queue(redis_url: str) -> None:
+    settings = private_settings(redis_url)
+    async with api_client(settings) as client:
+        later = {"kwargs": {"a": 1, "b": 2}, "delay_seconds": 600}
+        await dispatch(client, "tests.add", **later)
+        gone = await dispatch(client, "tests.add", **later)
+        await dispatch(client, "tests.add", queue="videos", **later)
+        await dispatch(client, "tests.add", queue="videos", **later)
+        await dispatch(client, "tests.add", queue="videos", **later)
+        assert (await client.delete(f"/api/queue/cancel/{gone}")).status_code == 200  # leaves its queue's count
+        body = await stats(client)
+    queues = {queue["name"]: queue for queue in body["queues"]}
+    assert (queues[settings.queue_name]["scheduled"], queues["videos"]["scheduled"]) == (1, 3)
+    assert (queues[settings.queue_name]["retrying"], queues["videos"]["retrying"]) == (0, 0)
+    assert body["statuses"]["scheduled"] == 4
+
+
+async def test_throughput_windows_count_only_their_own_minutes(redis_url: str, sync_redis: redis.Redis) -> None:
+    # Outcomes written into the per-minute buckets as observe.lua writes them: 1 in this
+    # minute, 4 three minutes ago, 2 ten minutes ago, 8 twenty minutes ago. (A minute
+    # turning over while the test runs moves each one minute older: still in the same windows.)
+    settings = private_settings(redis_url)
+    seconds, _ = sync_redis.time()  # type: ignore[misc]
+    minute = int(seconds) // 60
+    for age, count in ((0, 1), (3, 4), (10, 2), (20, 8)):
+        sync_redis.hset(f"{settings.queue_key_prefix}:stats:{minute - age}", "completed", count)
+    async with api_client(settings) as client:
+        body = await stats(client)
+    windows = {window["minutes"]: window["finished"]["completed"] for window in body["throughput"]}
+    assert windows == {1: 1, 5: 5, 15: 7}

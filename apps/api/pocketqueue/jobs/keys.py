@@ -136,6 +136,12 @@ class Keys:
     # What the transition scripts write for the queue to be seen (lua/includes/observe.lua
     # says how each is bounded; pocketqueue/observe/ reads them).
 
+    def delayed(self, status: str, queue: str) -> str:
+        # Sorted set of the jobs of one queue in `scheduled` or `retrying` (the schedule is
+        # one set for every queue), for the per-queue counts of /stats. Kept by job.lua's
+        # move() and create.lua; `queue` '' for a record written before jobs named theirs.
+        return f"{self.prefix}:delayed:{status}:{queue}"
+
     def listed(self, *parts: str) -> str:
         # Sorted sets of job ids by creation time: `list:all` (by status: `index`, and
         # `list:status:failed`), `list:task:<task>`, `list:tag:<name>=<value>`; `list:ids`
@@ -156,7 +162,7 @@ class Keys:
 
     def stats_minute(self, minute: int) -> str:
         # Hash: how many jobs reached each final status in that minute (epoch minutes,
-        # Redis server time); expires after 20 minutes.
+        # Redis server time); expires after 65 minutes (the dashboard charts an hour).
         return f"{self.prefix}:stats:{minute}"
 
     def runtimes(self, task: str) -> str:

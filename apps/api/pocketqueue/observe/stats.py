@@ -42,6 +42,7 @@ MAX_HISTORY_MINUTES = 60
 FINAL = tuple(status.value for status in JobStatus if status in FINISHED_STATUSES)
 RUNTIME_SUM = "runtime_sum\t"
 HSCAN_COUNT = 10_000  # one call covers a host's whole counter hash in practice
+DELAYED = (JobStatus.SCHEDULED.value, JobStatus.RETRYING.value)  # counted per queue (Keys.delayed)
 # Priorities in the order queue_lists() names the lists (high, normal, low).
 PRIORITIES = sorted(Priority, key=lambda priority: priority.broker_priority)
 
@@ -56,10 +57,8 @@ class QueueDepth(BaseModel):
         description="Messages in each priority's broker list (LLEN): the queued jobs' messages, and any the "
         "broker holds for jobs no longer waiting (redelivered while running, or cancelled)"
     )
-    # One schedule serves every queue, and it is not split by queue: these two count all
-    # queues' jobs (the same number on each queue).
-    scheduled: int = Field(description="Jobs delayed until their run time (all queues together)")
-    retrying: int = Field(description="Jobs waiting out a retry backoff (all queues together)")
+    scheduled: int = Field(description="The queue's jobs delayed until their run time")
+    retrying: int = Field(description="The queue's jobs waiting out a retry backoff")
     oldest_waiting_seconds: float | None = Field(
         description="How long the longest-waiting queued job has waited (null: none waiting)"
     )
@@ -75,7 +74,7 @@ class Throughput(BaseModel):
 
 
 class TaskRuntime(BaseModel):
-    """Run time percentiles of a task's recent runs (its last 1000), nearest-rank."""
+    """Run time percentiles of a task's recent runs (its last 1,000 to 1,099), nearest-rank."""
 
     task: str
     samples: int
@@ -122,10 +121,19 @@ async def read_stats(redis: Redis, keys: Keys, default_queue: str, history_minut
             pipe.llen(name)
         for status in JobStatus:
             pipe.zcard(keys.index(status.value))
+        # '': jobs written before records named their queue, counted on the default queue.
+        for queue in ("", *names):
+            for kind in DELAYED:
+                pipe.zcard(keys.delayed(kind, queue))
         (seconds, micros), hosts, *rest = await pipe.execute()
     now = int(seconds) + int(micros) / 1_000_000
     n = len(lists)
-    statuses = dict(zip(JobStatus, map(int, rest[3 * n :]), strict=True))
+    statuses = dict(zip(JobStatus, map(int, rest[3 * n : 3 * n + len(JobStatus)]), strict=True))
+    counted = iter(map(int, rest[3 * n + len(JobStatus) :]))
+    unnamed = {kind: next(counted) for kind in DELAYED}
+    delayed = {queue: {kind: next(counted) for kind in DELAYED} for queue in names}
+    for kind, count in unnamed.items():
+        delayed[default_queue][kind] += count
     read = minutes_up_to(now, max(MINUTES_READ, min(history_minutes, MAX_HISTORY_MINUTES)))
     minutes, task_runtimes = await _recent(redis, keys, read, hosts)
     history = last_minutes(read, minutes, history_minutes)
@@ -141,8 +149,8 @@ async def read_stats(redis: Redis, keys: Keys, default_queue: str, history_minut
             depth=dict(zip(PRIORITIES, queued, strict=True)),
             waiting=sum(queued),
             messages=dict(zip(PRIORITIES, lengths, strict=True)),
-            scheduled=statuses[JobStatus.SCHEDULED],
-            retrying=statuses[JobStatus.RETRYING],
+            scheduled=delayed[queue][JobStatus.SCHEDULED.value],
+            retrying=delayed[queue][JobStatus.RETRYING.value],
             oldest_waiting_seconds=max(0.0, now - min(oldest)) if oldest else None,
         )
         depths.append(depth)

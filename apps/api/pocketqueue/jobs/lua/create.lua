@@ -44,6 +44,7 @@ local status = 'queued'
 if ARGV[6] ~= '' then
   status = 'scheduled'
   redis.call('ZADD', key('schedule'), ARGV[6], job_id)
+  redis.call('ZADD', key('delayed', status, rec.queue or ''), now, job_id)
 elseif ARGV[5] ~= '' then
   publish(ARGV[5], ARGV[4])
 end

@@ -63,6 +63,13 @@ local function move(from_status, to_status, now, rec)
   else
     redis.call('ZADD', key('index', to_status), created, job_id)
   end
+  -- The jobs waiting out a delay or a backoff, per queue too (the schedule is one set).
+  if from_status == 'scheduled' or from_status == 'retrying' then
+    redis.call('ZREM', key('delayed', from_status, rec.queue or ''), job_id)
+  end
+  if to_status == 'scheduled' or to_status == 'retrying' then
+    redis.call('ZADD', key('delayed', to_status, rec.queue or ''), created, job_id)
+  end
   return observe_move(from_status, to_status, now, rec)
 end
 
