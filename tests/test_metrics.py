@@ -17,14 +17,26 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import WorkerProcess, api_client, make_settings
 from pocketqueue.config import Settings
-from pocketqueue.jobs.keys import HISTOGRAM_BUCKETS, queue_lists
+from pocketqueue.jobs.keys import HISTOGRAM_BUCKETS, Keys, queue_lists
+from pocketqueue.observe.workers import stall_seconds
+from test_crash_recovery import kill_whole_worker, runs_of
 from test_lifecycle import private_settings
+from test_workers import celery_control, eventually, heartbeat_bound, listed
 
 StartWorker = Callable[[Settings], WorkerProcess]
 Families = dict[str, Metric]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 TASK_COUNTERS = ["sent", "received", "started", "succeeded", "failed", "retried", "revoked"]
+# Every family labelled (name, hostname, queue_name): what the `metrics:<host>` hashes hold.
+TASK_FAMILIES = [
+    *(f"celery_task_{counter}" for counter in TASK_COUNTERS),
+    "pocketqueue_recovered",
+    "pocketqueue_idempotent_repeats",
+    "celery_task_runtime",
+    "pocketqueue_queue_wait_seconds",
+]
+DAY = 86400
 
 
 async def scrape(client: httpx.AsyncClient) -> Families:
@@ -44,6 +56,31 @@ def value(families: Families, sample_name: str, **labels: str) -> float | None:
 
 def samples(families: Families, family: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
     return {(s.name, tuple(sorted(s.labels.items())), s.value) for s in families[family].samples}
+
+
+def host_series(families: Families, hostname: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+    """Every sample of the task counters and histograms with that `hostname` label."""
+    return {
+        sample
+        for family in TASK_FAMILIES
+        for sample in samples(families, family)
+        if ("hostname", hostname) in sample[1]
+    }
+
+
+def worker_fields(queue: str, succeeded: int, buckets: dict[int, int], runtime_micros: int) -> dict[str, int]:
+    """A worker's counters hash as observe.lua writes it: task `t`, run time and queue wait."""
+    fields = {f"succeeded\tt\t{queue}": succeeded, f"started\tt\t{queue}": sum(buckets.values())}
+    for histogram in ("runtime", "queue_wait"):
+        fields |= {f"{histogram}_bucket\tt\t{queue}\t{i}": n for i, n in buckets.items()}
+        fields[f"{histogram}_sum\tt\t{queue}"] = runtime_micros
+    return fields
+
+
+def write_host(client: redis.Redis, keys: Keys, worker: str, fields: dict[str, int], at: float) -> None:
+    """A worker's hash, and its last write in `metrics`, as the transition scripts leave them."""
+    client.hset(keys.metrics(worker), mapping=fields)
+    client.zadd(keys.metrics(), {worker: at})
 
 
 async def dispatch(client: httpx.AsyncClient, task: str, headers: dict[str, str] | None = None, **body: Any) -> str:
@@ -245,6 +282,161 @@ async def test_counters_of_several_hosts_add_up_buckets_cumulate_and_old_hosts_a
     assert sync_redis.zscore(f"{prefix}:metrics", "pocketqueue.3@old") is None
     assert value(families, "celery_worker_up", hostname="box") == 0
     assert value(families, "celery_worker_tasks_active", hostname="box") == 0
+
+
+async def test_a_stale_hash_beside_a_live_one_of_its_hostname_is_retired_and_no_counter_goes_down(
+    redis_url: str, sync_redis: redis.Redis, cleanup: Callable[[Settings], Settings]
+) -> None:
+    # Counters are summed per hostname over its workers' hashes (one per worker name: every
+    # restart starts one). Dropping a week-old one while another of the host still counts
+    # would make the sums go down: a counter reset to Prometheus. It is folded instead.
+    settings = cleanup(private_settings(redis_url))
+    keys, queue = Keys(settings.queue_key_prefix), settings.queue_name
+    now = float(sync_redis.time()[0])  # type: ignore[index]
+    old, later, live = "pocketqueue.1@box", "pocketqueue.2@box", "pocketqueue.3@box"
+    old_fields = worker_fields(queue, 3, {1: 2, 3: 1}, 1_250_000)
+    later_fields = worker_fields(queue, 2, {2: 1, 20: 1}, 4_000_000)
+    write_host(sync_redis, keys, old, old_fields, now - 6 * DAY)  # a day short of pruning
+    write_host(sync_redis, keys, later, later_fields, now - 6 * DAY)
+    write_host(sync_redis, keys, live, worker_fields(queue, 5, {3: 4, 20: 1}, 2_000_500_000), now - 5)
+    write_host(sync_redis, keys, "pocketqueue.4@other", worker_fields(queue, 1, {1: 1}, 3_000), now - 5)
+    retired = "retired@box"
+
+    async with api_client(settings) as client, api_client(settings) as other:
+        before = await scrape(client)
+        box, elsewhere = host_series(before, "box"), host_series(before, "other")
+        labels = {"name": "t", "hostname": "box", "queue_name": queue}
+        assert value(before, "celery_task_succeeded_total", **labels) == 10
+        assert value(before, "celery_task_runtime_count", **labels) == 10
+        assert value(before, "pocketqueue_queue_wait_seconds_sum", **labels) == 2005.75
+        up = samples(before, "celery_worker_up")
+
+        # The old worker's last write passes a week. Scrapes from two API processes at once:
+        # one prunes (folds), each of the others reads before the fold or after it, and
+        # every one of them sees the same sums.
+        sync_redis.zadd(keys.metrics(), {old: now - 8 * DAY})
+        for after in await asyncio.gather(*(scrape(api) for api in [client, other] * 4)):
+            assert host_series(after, "box") == box
+            assert host_series(after, "other") == elsewhere
+            assert samples(after, "celery_worker_up") == up  # the retired hash is no host, up or down
+        assert not sync_redis.exists(keys.metrics(old))
+        assert sync_redis.zscore(keys.metrics(), old) is None
+        assert sync_redis.hgetall(keys.metrics(retired)) == {name: str(n) for name, n in old_fields.items()}
+        # Its last write is what it absorbed: over a week old, so never a live host, and left
+        # alone while `box` has a live hash.
+        assert sync_redis.zscore(keys.metrics(), retired) == now - 8 * DAY
+        assert host_series(await scrape(client), "box") == box  # and again: nothing counted twice
+
+        # Another worker of `box` goes stale: added to the same retired hash.
+        sync_redis.zadd(keys.metrics(), {later: now - 7.5 * DAY})
+        assert host_series(await scrape(other), "box") == box
+        assert not sync_redis.exists(keys.metrics(later))
+        absorbed = {name: old_fields.get(name, 0) + later_fields.get(name, 0) for name in old_fields | later_fields}
+        assert sync_redis.hgetall(keys.metrics(retired)) == {name: str(n) for name, n in absorbed.items()}
+        assert sync_redis.zscore(keys.metrics(), retired) == now - 7.5 * DAY  # the newest it absorbed
+        again = await scrape(client)
+        assert host_series(again, "box") == box
+        assert host_series(again, "other") == elsewhere
+        assert samples(again, "celery_worker_up") == up
+
+
+async def test_a_hostname_with_no_live_hash_left_loses_its_series_whole_retired_hash_and_all(
+    redis_url: str, sync_redis: redis.Redis, cleanup: Callable[[Settings], Settings]
+) -> None:
+    # Series that vanish are stale to Prometheus, not reset: a hostname none of whose hashes
+    # was written for a week is dropped outright, whatever it had retired.
+    settings = cleanup(private_settings(redis_url))
+    keys, queue = Keys(settings.queue_key_prefix), settings.queue_name
+    now = float(sync_redis.time()[0])  # type: ignore[index]
+    lone, old, live = "pocketqueue.1@lone", "pocketqueue.2@box", "pocketqueue.3@box"
+    write_host(sync_redis, keys, lone, worker_fields(queue, 2, {1: 2}, 9_000), now - 6 * DAY)
+    write_host(sync_redis, keys, old, worker_fields(queue, 3, {2: 3}, 30_000), now - 6 * DAY)
+    write_host(sync_redis, keys, live, worker_fields(queue, 1, {4: 1}, 50_000), now - 5)
+
+    async with api_client(settings) as client:
+        before = await scrape(client)
+        assert host_series(before, "lone")
+        box = host_series(before, "box")
+
+        # `lone`'s only hash goes stale: its series go; `box` keeps its sums (retired).
+        sync_redis.zadd(keys.metrics(), {lone: now - 8 * DAY, old: now - 8 * DAY})
+        after = await scrape(client)
+        assert host_series(after, "lone") == set()
+        assert not any(s.labels.get("hostname") == "lone" for f in after.values() for s in f.samples)
+        assert not sync_redis.exists(keys.metrics(lone))
+        assert not sync_redis.exists(keys.metrics("retired@lone"))  # nothing left to keep it for
+        assert sync_redis.zscore(keys.metrics(), lone) is None
+        assert host_series(after, "box") == box
+        assert sync_redis.exists(keys.metrics("retired@box"))
+
+        # Then `box`'s last live hash goes stale too: its retired hash goes with it.
+        sync_redis.zadd(keys.metrics(), {live: now - 7.5 * DAY})
+        gone = await scrape(client)
+        assert not any(s.labels.get("hostname") in ("box", "lone") for f in gone.values() for s in f.samples)
+        for worker in (old, live, "retired@box"):
+            assert not sync_redis.exists(keys.metrics(worker)), worker
+        assert sync_redis.zrange(keys.metrics(), 0, -1) == []
+        assert host_series(await scrape(client), "box") == set()
+
+
+async def test_a_worker_whose_consumer_is_cancelled_counts_in_workers_stalled(
+    redis_url: str, cleanup: Callable[[Settings], Settings], start_worker: StartWorker
+) -> None:
+    settings = cleanup(private_settings(redis_url, queue_recovery_seconds=4))
+    worker = start_worker(settings)
+    async with api_client(settings) as client:
+        seen = await eventually(lambda: listed(client, worker), timeout=heartbeat_bound(settings))
+        host = seen["name"].partition("@")[2]
+        assert value(await scrape(client), "pocketqueue_workers_stalled") == 0
+        out = celery_control(settings, "cancel_consumer", settings.queue_name, "-d", seen["name"])
+        assert "no longer consuming" in out, out
+        job_id = await dispatch(client, "tests.add", args=[2, 2])  # waits: no worker consumes the queue
+
+        async def stalled(count: int) -> Families | None:
+            families = await scrape(client)
+            return families if value(families, "pocketqueue_workers_stalled") == count else None
+
+        families = await poll(lambda: stalled(1), timeout=stall_seconds(settings) + heartbeat_bound(settings) + 1)
+        assert value(families, "celery_worker_up", hostname=host) == 1  # stalled, not down
+        assert value(families, "celery_queue_length", queue_name=settings.queue_name) == 1
+
+        # Consuming again: the job runs and the gauge is back to 0.
+        celery_control(settings, "add_consumer", settings.queue_name, "-d", seen["name"])
+        assert (await wait(client, job_id))["status"] == "completed"
+        await poll(lambda: stalled(0), timeout=heartbeat_bound(settings) + 1)
+
+
+async def test_a_job_whose_worker_was_killed_counts_in_recovered_total(
+    redis_url: str, sync_redis: redis.Redis, cleanup: Callable[[Settings], Settings], start_worker: StartWorker
+) -> None:
+    settings = cleanup(private_settings(redis_url, queue_recovery_seconds=4))
+    runs_key = f"{settings.queue_key_prefix}:runs"
+    worker = start_worker(settings)
+    async with api_client(settings) as client:
+        job_id = await dispatch(
+            client, "tests.runs", args=[runs_key], kwargs={"sleep": 2, "result": "recovered"}, max_retries=1
+        )
+
+        async def running() -> bool:
+            return runs_of(sync_redis, runs_key) == [f"{job_id}:1"]
+
+        await poll(running)
+        host = (await client.get(f"/api/queue/status/{job_id}")).json()["worker"].partition("@")[2]
+        assert host
+        assert (await scrape(client))["pocketqueue_recovered"].samples == []
+        kill_whole_worker(worker)  # mid-job: its lease lapses, the janitor of the next worker recovers it
+        start_worker(settings)
+        job = await wait(client, job_id)
+        assert (job["status"], job["result"], job["attempts"]) == ("completed", "recovered", 2)
+
+        families = await scrape(client)
+        # Counted once, by the janitor (hostname "", as the API's own counts).
+        labels = {"name": "tests.runs", "queue_name": settings.queue_name}
+        assert value(families, "pocketqueue_recovered_total", hostname="", **labels) == 1
+        assert [s.labels["hostname"] for s in families["pocketqueue_recovered"].samples] == [""]
+        # Both attempts started on the same host, by two workers (two hashes): one hostname.
+        assert value(families, "celery_task_started_total", hostname=host, **labels) == 2
+        assert value(families, "celery_task_succeeded_total", hostname=host, **labels) == 1
 
 
 async def test_metrics_is_at_the_root_and_documented_as_prometheus_text(client: httpx.AsyncClient) -> None:

@@ -6,6 +6,12 @@ process answers the same totals. Names and labels are celery-exporter's, so the 
 dashboards and alerts Celery teams already run work unchanged; PocketQueue's own metrics
 are prefixed `pocketqueue_`.
 
+The hashes are per worker name (`pocketqueue.<pid>@<host>`) and summed per `hostname`
+label (the host): a scrape prunes a hash a week after its host's last sign of life, and
+while another worker on the same host lives on, folds it into the host's retired hash
+(`metrics:retired@<host>`) rather than drop it, so the summed counters never go down
+(prune_hosts says why).
+
 Reading is async (the API's Redis client); building the families is plain Python over
 what was read, so no Prometheus collector ever does I/O.
 """
@@ -31,9 +37,15 @@ from pocketqueue.observe.workers import WorkerView, read_workers
 # The version of the text format Prometheus (and every scraper) reads.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
-# A host's counters are dropped a week after its last write (observe.lua promises it):
-# worker names carry a pid, so every restart starts a new hash.
+# A host's counters leave a week after its last write (observe.lua promises it): worker
+# names carry a pid, so every restart starts a new hash. They are dropped, or folded into
+# their hostname's retired hash while that hostname has a hash written since (prune_hosts).
 HOST_KEPT_SECONDS = 7 * 86400
+# The worker name part of a retired hash's name, `retired@<hostname>` (see retired_name).
+RETIRED = "retired"
+# How many times a scrape reads the counters again when the `metrics` set gained a host
+# meanwhile (see read_counters).
+READ_TRIES = 3
 # A host whose workers all vanished shows `celery_worker_up 0` for this long after its
 # last counter write, then drops out: celery-exporter's default for an offline worker.
 DOWN_SHOWN_SECONDS = 600
@@ -50,7 +62,13 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "recovered": ("pocketqueue_recovered", "Jobs whose worker died, recovered by the janitor."),
     "idempotent_repeats": (
         "pocketqueue_idempotent_repeats",
-        "Dispatches answered with the job an Idempotency-Key or unique_key already created.",
+        # What create.lua counts: its 'duplicate' (the same key and the same request, the
+        # first job still kept), whether the key came as an Idempotency-Key header, a client's
+        # idempotency_key, a schedule's slot or a batch's callback. Its 'unique' (a unique_key
+        # refusal, 409) and 'conflict' (the key with another request, 409) count nothing.
+        "Dispatches answered with the job an earlier dispatch with the same idempotency key"
+        " (Idempotency-Key header or idempotency_key) and the same request created;"
+        " a unique_key refusal or a key reused with another request is not counted.",
     ),
 }
 HISTOGRAMS: dict[str, tuple[str, str]] = {
@@ -71,6 +89,38 @@ def hostname_label(worker: str) -> str:
     """
     _, at, host = worker.partition("@")
     return host if at else worker
+
+
+def retired_name(label: str) -> str:
+    """The name of the hash that keeps the counters of `label`'s pruned hashes (see prune_hosts).
+
+    `hostname_label` cuts it back to `label`, so its fields add to that hostname's series.
+    """
+    return f"{RETIRED}@{label}"
+
+
+def is_retired(host: str) -> bool:
+    """Whether `host` names a retired hash rather than a worker (or the API, '')."""
+    return host == retired_name(hostname_label(host))
+
+
+def live_labels(last_write: dict[str, float], before: float) -> set[str]:
+    """The `hostname` labels with a hash written since `before` (a retired hash never is)."""
+    return {hostname_label(host) for host, at in last_write.items() if at >= before}
+
+
+def prunable(last_write: dict[str, float], before: float) -> list[str]:
+    """The hosts whose hash prune_hosts would retire or drop: not written since `before`.
+
+    Except a retired hash whose hostname still has a live hash: it was written long ago by
+    construction (its score is the last write of what it absorbed), and stays.
+    """
+    live = live_labels(last_write, before)
+    return [
+        host
+        for host, at in last_write.items()
+        if at < before and not (is_retired(host) and hostname_label(host) in live)
+    ]
 
 
 @dataclass
@@ -111,24 +161,15 @@ async def read_snapshot(redis: Redis, keys: Keys, settings: Settings) -> Snapsho
         (seconds, micros), scored, *counts = await pipe.execute()
     now = seconds + micros / 1e6
     last_write = {str(host): float(score) for host, score in scored}
-    stale = [host for host, at in last_write.items() if at < now - HOST_KEPT_SECONDS]
+    stale = prunable(last_write, now - HOST_KEPT_SECONDS)
     if stale:
-        for host in await prune_hosts(redis, keys, stale, now - HOST_KEPT_SECONDS):
-            del last_write[host]
+        await prune_hosts(redis, keys, stale, now - HOST_KEPT_SECONDS)
     workers = await read_workers(redis, keys, settings)
     sent_to: set[str] = await redis.smembers(keys.queues)  # type: ignore[assignment]  # every queue a job was sent to
     queues = sorted({settings.queue_name, *sent_to, *(queue for worker in workers for queue in worker.queues)})
-    hosts = list(last_write)
-    async with redis.pipeline(transaction=False) as pipe:
-        for host in hosts:
-            pipe.hgetall(keys.metrics(host))
-        for queue in queues:
-            for step in PRIORITY_STEPS:
-                pipe.llen(queue_list(queue, step))
-        replies = await pipe.execute()
-    lengths = replies[len(hosts) :]
+    last_write, hashes, lengths = await read_counters(redis, keys, list(last_write), queues)
     return Snapshot(
-        hosts=dict(zip(hosts, replies[: len(hosts)], strict=True)),
+        hosts=hashes,
         host_last_write=last_write,
         now=now,
         jobs={status.value: count for status, count in zip(JobStatus, counts, strict=True)},
@@ -139,19 +180,85 @@ async def read_snapshot(redis: Redis, keys: Keys, settings: Settings) -> Snapsho
     )
 
 
-async def prune_hosts(redis: Redis, keys: Keys, hosts: Sequence[str], before: float) -> list[str]:
-    """Drop the counters of `hosts` not written since `before`; return those dropped.
+async def read_counters(
+    redis: Redis, keys: Keys, hosts: list[str], queues: Sequence[str]
+) -> tuple[dict[str, float], dict[str, dict[str, str]], list[int]]:
+    """The hosts' last writes and counters, and the queues' broker list lengths, read at once.
 
-    A host that writes while this runs keeps its counters: its hash is watched, so the
-    transaction aborts (and the next scrape tries again).
+    One MULTI, the `metrics` set with the hashes, so a hash that a concurrent prune folds
+    into its retired hash (prune_hosts, one MULTI too) is counted once, before the fold or
+    after it, never twice nor not at all. `hosts` is what the set held a moment ago: if it
+    gained a host meanwhile (a new worker, a new retired hash), the read is done again with
+    it, a few times at most (then that host waits for the next scrape).
     """
+    for _ in range(READ_TRIES):
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.zrange(keys.metrics(), 0, -1, withscores=True)
+            for host in hosts:
+                pipe.hgetall(keys.metrics(host))
+            for queue in queues:
+                for step in PRIORITY_STEPS:
+                    pipe.llen(queue_list(queue, step))
+            scored, *replies = await pipe.execute()
+        last_write = {str(host): float(score) for host, score in scored}
+        if last_write.keys() <= set(hosts):
+            break
+        hosts = list(last_write)
+    # A host the set lost meanwhile (pruned) is left out: its hash is gone with it.
+    read = zip(hosts, replies[: len(hosts)], strict=True)
+    return last_write, {host: fields for host, fields in read if host in last_write}, replies[len(hosts) :]
+
+
+async def prune_hosts(redis: Redis, keys: Keys, hosts: Sequence[str], before: float) -> list[str]:
+    """Retire the counters of `hosts` not written since `before`; return those retired.
+
+    A host's hash is summed with the others of its `hostname` label (several workers on a
+    machine, and every restart, which starts a new worker name: a new hash). Dropping a
+    stale hash while another of the same label still counts would make the summed
+    counters and histograms of that label go down, which Prometheus reads as a counter
+    reset (rate() and increase() spike, alerts fire). So while its label has a hash
+    written since `before`, a stale hash is folded into the label's retired hash (HINCRBY
+    of each field, see retired_name), which adds to the same series: the sums stay as
+    they were. A stale hash whose label has no live hash left, the retired one included,
+    is dropped: the label's series vanish whole, which Prometheus handles as staleness,
+    not as a reset. A retired hash is thus bounded like a worker's (one field per task and
+    queue) and leaves a week after its hostname's last write.
+
+    The retired hash's score in `metrics` is the newest last write it absorbed, older than
+    `before` by construction: it never counts as a live host (nor shows up or down in
+    `celery_worker_up`), and never keeps its label alive.
+
+    The fold and the delete are one MULTI, so a scrape (read_counters reads in one MULTI
+    too) counts each field once. The hashes concerned are watched, the retired ones too:
+    a host that writes while this runs keeps its counters, and of two API processes
+    pruning at once one folds and the other aborts; an aborted prune returns nothing
+    (the next scrape tries again).
+    """
+    retired = {retired_name(hostname_label(host)) for host in hosts}
     async with redis.pipeline(transaction=True) as pipe:
-        await pipe.watch(*(keys.metrics(host) for host in hosts))
-        scores = [await pipe.zscore(keys.metrics(), host) for host in hosts]
-        gone = [host for host, score in zip(hosts, scores, strict=True) if score is not None and score < before]
+        await pipe.watch(*{keys.metrics(host) for host in [*hosts, *retired]})
+        # Immediate mode (after WATCH): the replies, decoded, not the pipeline.
+        scored: list[tuple[str, float]] = await pipe.zrange(keys.metrics(), 0, -1, withscores=True)  # type: ignore[assignment]
+        last_write = {str(host): float(score) for host, score in scored}
+        asked = set(hosts)
+        gone = [host for host in prunable(last_write, before) if host in asked]
         if not gone:
             return []
+        live = live_labels(last_write, before)
+        folds: dict[str, tuple[dict[str, int], float]] = {}  # retired hash -> fields it absorbs, newest write
+        for host in gone:
+            label = hostname_label(host)
+            if label in live:  # never a retired hash: prunable left those out
+                fields: dict[str, str] = await pipe.hgetall(keys.metrics(host))  # type: ignore[assignment]  # decoded
+                absorbed, newest = folds.get(retired_name(label), ({}, 0.0))
+                folds[retired_name(label)] = (add_fields(absorbed, fields), max(newest, last_write[host]))
         pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        for name, (absorbed, newest) in folds.items():
+            if not absorbed:
+                continue  # empty hashes: nothing to keep, no retired hash to start
+            for field_name, amount in absorbed.items():
+                pipe.hincrby(keys.metrics(name), field_name, amount)
+            pipe.zadd(keys.metrics(), {name: max(newest, last_write.get(name, newest))})
         pipe.delete(*(keys.metrics(host) for host in gone))
         pipe.zrem(keys.metrics(), *gone)
         try:
@@ -159,6 +266,16 @@ async def prune_hosts(redis: Redis, keys: Keys, hosts: Sequence[str], before: fl
         except WatchError:
             return []
     return gone
+
+
+def add_fields(into: dict[str, int], fields: dict[str, str]) -> dict[str, int]:
+    """`into` with a hash's fields added; those not integers (none of ours are) left out."""
+    for name, raw in fields.items():
+        try:
+            into[name] = into.get(name, 0) + int(raw)
+        except ValueError:
+            continue
+    return into
 
 
 @dataclass
@@ -217,8 +334,9 @@ def worker_families(snapshot: Snapshot) -> Iterator[Metric]:
     active: Series = defaultdict(int)
     # A host that wrote counters lately but has no live worker left is down (0), as
     # celery-exporter shows an offline worker, so `celery_worker_up == 0` alerts fire.
+    # A retired hash (prune_hosts) is no host: its score is over a week old anyway.
     for host, at in snapshot.host_last_write.items():
-        if host and at >= snapshot.now - DOWN_SHOWN_SECONDS:
+        if host and not is_retired(host) and at >= snapshot.now - DOWN_SHOWN_SECONDS:
             up[hostname_label(host),] = 0
             active[hostname_label(host),] += 0
     for worker in snapshot.workers:
