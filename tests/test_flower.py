@@ -6,9 +6,12 @@ API reports for each job (state, result, exception) must be what the job's recor
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +22,7 @@ import pytest
 
 from conftest import WorkerProcess, settings_env, terminate, wait_until
 from pocketqueue.config import Settings
-from pocketqueue.jobs.models import Job
+from pocketqueue.jobs.models import Job, JobStatus
 from pocketqueue.nodes import DispatchRequest, TaskCancelNode
 from pocketqueue.runtime import QueueRuntime, open_runtime
 from pocketqueue.worker.app import create_celery_app
@@ -233,6 +236,191 @@ def test_task_events_can_be_turned_off(redis_url: str) -> None:
     assert create_celery_app(private_settings(redis_url)).conf.worker_send_task_events is True
     off = create_celery_app(private_settings(redis_url, queue_task_events=False))
     assert off.conf.worker_send_task_events is False
+
+
+# What Celery's worker logs (celery.worker.control, at INFO) when a remote `enable_events` turns
+# its task events on: absent from a worker's log, nobody asked it for events.
+ENABLED_BY_REMOTE = "Events of group {task} enabled by remote."
+
+
+class EventTap:
+    """A raw Celery event receiver on the test Redis, reading events as Flower and `celery events` do.
+
+    It never asks workers for anything (no `enable_events`, no wakeup broadcast): it only
+    listens. Events arrive in `events`, in the order received, from a thread of this process.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.app = create_celery_app(settings, import_tasks=False)
+        self.events: list[dict[str, Any]] = []
+        self.error: BaseException | None = None
+        self._connection = self.app.connection_for_read()
+        self.receiver = self.app.events.Receiver(self._connection, handlers={"*": self.events.append})
+        self._thread = threading.Thread(target=self._capture, name="event-tap", daemon=True)
+        self._thread.start()
+
+    def _capture(self) -> None:
+        try:
+            self.receiver.capture(limit=None, timeout=None, wakeup=False)
+        except BaseException as exc:  # shown by the test that waits on it
+            self.error = exc
+
+    def seen(self, kind: str, **fields: Any) -> list[dict[str, Any]]:
+        assert self.error is None, f"the event receiver failed: {self.error!r}"
+        return [e for e in list(self.events) if e["type"] == kind and all(e.get(k) == v for k, v in fields.items())]
+
+    def for_job(self, job_id: str) -> list[dict[str, Any]]:
+        return [e for e in list(self.events) if e.get("uuid") == job_id]
+
+    def heartbeat(self, worker: WorkerProcess, after: float = 0.0, timeout: float = 15) -> dict[str, Any]:
+        """The first heartbeat from `worker` received after `after` (time.time()): the tap hears that worker."""
+
+        def heard() -> dict[str, Any] | None:
+            beats = [
+                e
+                for e in self.seen("worker-heartbeat")
+                if e["hostname"].startswith(worker.name) and e["local_received"] > after
+            ]
+            return beats[0] if beats else None
+
+        try:
+            beat: dict[str, Any] = wait_until(heard, timeout=timeout, interval=0.05)
+        except AssertionError:
+            kinds = sorted({(e["type"], e.get("hostname")) for e in list(self.events)})
+            raise AssertionError(f"no worker-heartbeat from {worker.name} within {timeout} s; heard {kinds}") from None
+        return beat
+
+    def job_events(self, job_id: str, kinds: tuple[str, ...], timeout: float = 15) -> dict[str, dict[str, Any]]:
+        """Wait until every kind in `kinds` has arrived for the job; fail, showing what did, after `timeout` s."""
+
+        def arrived() -> dict[str, dict[str, Any]] | None:
+            found = {e["type"]: e for e in self.for_job(job_id)}
+            return found if all(kind in found for kind in kinds) else None
+
+        try:
+            found: dict[str, dict[str, Any]] = wait_until(arrived, timeout=timeout, interval=0.05)
+        except AssertionError:
+            got = [e["type"] for e in self.for_job(job_id)]
+            raise AssertionError(f"events for {job_id} within {timeout} s: {got}, wanted {kinds}") from None
+        return found
+
+    def stop(self) -> None:
+        self.receiver.should_stop = True
+        self._thread.join(timeout=10)
+        self._connection.release()
+
+
+@pytest.fixture
+def event_tap(redis_url: str) -> Iterator[EventTap]:
+    tap = EventTap(private_settings(redis_url))  # events are per Redis database, not per queue
+    try:
+        yield tap
+    finally:
+        tap.stop()
+
+
+class WorkerWithEnv(WorkerProcess):
+    """`python -m pocketqueue worker` as conftest starts it, plus `env` (settings_env has no QUEUE_TASK_EVENTS)."""
+
+    def __init__(self, settings: Settings, log_path: Path, **env: str) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pocketqueue", "worker"],
+            env={**settings_env(settings), **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.name = f"pocketqueue.{self.process.pid}@"
+
+
+@pytest.fixture
+def worker_with_task_events_off(redis_url: str, tmp_path: Path) -> Iterator[WorkerProcess]:
+    settings = private_settings(redis_url, queue_task_events=False)
+    worker = WorkerWithEnv(settings, tmp_path / "worker-events-off.log", QUEUE_TASK_EVENTS="false")
+    try:
+        worker.wait_ready()
+        yield worker
+    finally:
+        worker.stop()
+
+
+async def wait_for_record(runtime: QueueRuntime, job_id: str, status: JobStatus, timeout: float = 20) -> None:
+    async def reached() -> bool:
+        record = await runtime.store.get(job_id)
+        return record is not None and record.status == status
+
+    deadline = time.monotonic() + timeout
+    while not await reached():
+        assert time.monotonic() < deadline, f"{job_id} did not reach {status} within {timeout} s"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_worker_sends_task_events_without_being_asked(
+    redis_url: str, start_worker: StartWorker, event_tap: EventTap
+) -> None:
+    # No Flower and no `enable_events`: only the tap listens. A worker started the normal way
+    # sends its jobs' task events, the outcome's with the result or the error.
+    settings = private_settings(redis_url)
+    worker = start_worker(settings)
+    event_tap.heartbeat(worker)  # the tap hears this worker (events sent before it listened are lost)
+    async with open_runtime(settings) as runtime:
+        done = await dispatch(runtime, "tests.add", 2, 3)
+        failed = await dispatch(runtime, "tests.fail", "boom")
+        flaky = await dispatch(runtime, "tests.flaky", 1, max_retries=1)  # attempt 1 fails, attempt 2 returns 2
+        events = event_tap.job_events(done.job_id, ("task-received", "task-started", "task-succeeded"))
+        assert events["task-received"]["name"] == "tests.add"
+        assert events["task-succeeded"]["result"] == repr({"sum": 5, "job_id": done.job_id})
+
+        failure = event_tap.job_events(failed.job_id, ("task-received", "task-started", "task-failed"))["task-failed"]
+        assert failure["exception"] == repr(ValueError("boom"))
+        assert "ValueError: boom" in failure["traceback"]
+
+        events = event_tap.job_events(flaky.job_id, ("task-retried", "task-succeeded"))
+        assert events["task-retried"]["exception"] == repr(RuntimeError("attempt 1 failed on purpose"))
+        assert events["task-succeeded"]["result"] == "2"
+
+    once = ["task-received", "task-started"]
+    assert [e["type"] for e in event_tap.for_job(done.job_id)] == [*once, "task-succeeded"]
+    assert [e["type"] for e in event_tap.for_job(failed.job_id)] == [*once, "task-failed"]
+    assert [e["type"] for e in event_tap.for_job(flaky.job_id)] == [*once, "task-retried", *once, "task-succeeded"]
+    for job in (done, failed, flaky):
+        assert all(e["hostname"].startswith(worker.name) for e in event_tap.for_job(job.job_id))
+    # Nobody turned them on: the worker logs Celery's line when a remote enable_events does.
+    assert ENABLED_BY_REMOTE not in worker.log()
+
+
+async def test_a_worker_with_task_events_off_sends_none_until_asked(
+    redis_url: str, worker_with_task_events_off: WorkerProcess, event_tap: EventTap
+) -> None:
+    worker = worker_with_task_events_off
+    settings = worker.settings
+    # The tap hears this worker (its heartbeats go out whatever the setting), so a task event
+    # the worker published would reach it too.
+    beat = event_tap.heartbeat(worker)
+    async with open_runtime(settings) as runtime:
+        quiet = await dispatch(runtime, "tests.add", 2, 3)
+        failed = await dispatch(runtime, "tests.fail", "boom")
+        await wait_for_record(runtime, quiet.job_id, JobStatus.COMPLETED)
+        await wait_for_record(runtime, failed.job_id, JobStatus.FAILED)
+        done_at = time.time()
+        # A heartbeat published after both jobs finished (and after their events would have
+        # been flushed, at most 0.1 s later) arrived: the tap was live all along.
+        event_tap.heartbeat(worker, after=done_at + 0.5)
+        assert ENABLED_BY_REMOTE not in worker.log(), "something (a Flower on this Redis?) enabled its events"
+        assert event_tap.for_job(quiet.job_id) == []
+        assert event_tap.for_job(failed.job_id) == []
+
+        # Control: asked (as Flower asks), the same worker sends them, and the same tap sees
+        # them; so the silence above was the setting's.
+        replies = runtime.celery.control.enable_events(destination=[beat["hostname"]], reply=True, timeout=5)
+        assert replies, "the worker did not answer enable_events"
+        heard = await dispatch(runtime, "tests.add", 4, 5)
+        events = event_tap.job_events(heard.job_id, ("task-received", "task-started", "task-succeeded"))
+        assert events["task-succeeded"]["result"] == repr({"sum": 9, "job_id": heard.job_id})
+        assert ENABLED_BY_REMOTE in worker.log()
 
 
 async def test_a_job_whose_worker_died_shows_as_the_record_says(
