@@ -1,5 +1,6 @@
 """Live events over Server-Sent Events: a job's changes in order, resumed by Last-Event-ID,
-every job's filtered by task and status, and 500 clients on one API process.
+every job's filtered by task and status, 500 clients on one API process, and the `gap` a
+client resuming from before the history kept is told of.
 
 The API runs as `python -m pocketqueue api` (uvicorn on a loopback port): httpx's in-process
 transport buffers a whole response, so a stream that has not ended could not be read.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,10 +25,20 @@ import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
 
-from conftest import ApiProcess, WorkerProcess
+from conftest import ApiProcess, WorkerProcess, make_settings
 from pocketqueue.config import Settings
-from pocketqueue.jobs.keys import Keys
-from pocketqueue.observe.events import SUBSCRIBER_BUFFER, EventFilter, EventHub, JobEvent, all_events
+from pocketqueue.jobs.keys import Keys, queue_lists
+from pocketqueue.observe import events as events_module
+from pocketqueue.observe.events import (
+    EVENTS_KEPT,
+    JOB_EVENTS_KEPT,
+    SUBSCRIBER_BUFFER,
+    EventFilter,
+    EventHub,
+    StreamItem,
+    all_events,
+    entry_key,
+)
 from pocketqueue.runtime import MAX_CONNECTIONS
 from test_api import assert_problem
 
@@ -371,7 +383,7 @@ async def test_a_subscriber_too_far_behind_is_dropped_and_catches_up_by_replay(
         await reader.aclose()
 
 
-async def zip_range(stream: AsyncIterator[JobEvent], count: int) -> AsyncIterator[tuple[JobEvent, int]]:
+async def zip_range(stream: AsyncIterator[StreamItem], count: int) -> AsyncIterator[tuple[StreamItem, int]]:
     """The first `count` items of an endless stream."""
     n = 0
     async for item in stream:
@@ -379,3 +391,139 @@ async def zip_range(stream: AsyncIterator[JobEvent], count: int) -> AsyncIterato
         n += 1
         if n == count:
             return
+
+
+# --- a resume from before the history kept: the `gap` event ---------------------------
+
+
+def test_the_history_bounds_are_the_ones_observe_lua_trims_to() -> None:
+    lua = Path(events_module.__file__).parents[1] / "jobs" / "lua" / "includes" / "observe.lua"
+    bounds = re.search(r"local EVENTS_MAXLEN, JOB_EVENTS_MAXLEN[^=]*= '(\d+)', (\d+)", lua.read_text())
+    assert bounds, "observe.lua no longer declares its bounds as expected"
+    assert (int(bounds[1]), int(bounds[2])) == (EVENTS_KEPT, JOB_EVENTS_KEPT)
+
+
+@pytest.fixture(scope="module")
+def gap_settings(redis_url: str, session_id: str) -> Settings:
+    # A key prefix of its own: the test below floods and trims this global stream, which
+    # must not take history from the session's other tests.
+    return make_settings(redis_url, f"{session_id}-gap")
+
+
+@pytest.fixture(scope="module")
+def gap_api(gap_settings: Settings, tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[str]:
+    """An API process on `gap_settings` (no worker: its jobs are scheduled an hour out)."""
+    process = ApiProcess(gap_settings, tmp_path_factory.mktemp("gap-api") / "api.log")
+    try:
+        process.wait_ready()
+        yield process.url
+    finally:
+        process.stop()
+        cleanup = redis.Redis.from_url(redis_url, decode_responses=True)
+        keys = list(cleanup.scan_iter(f"{gap_settings.queue_key_prefix}:*", count=1000))
+        cleanup.delete(*keys, *queue_lists(gap_settings.queue_name))
+        cleanup.close()
+
+
+def own_event_ids(sync_redis: redis.Redis, settings: Settings, job_id: str) -> list[str]:
+    lines: list[str] = sync_redis.lrange(Keys(settings.queue_key_prefix).events(job_id), 0, -1)
+    return [line.partition(" ")[0] for line in lines]
+
+
+def flood(sync_redis: redis.Redis, stream: str, count: int) -> None:
+    """`count` events of a made-up job, appended as observe.lua's emit() appends (XADD MAXLEN ~ the bound)."""
+    fields = {"job": "filler", "type": "progress", "status": "processing", "task": "tests.filler", "attempt": "1"}
+    entry = {"event": json.dumps({**fields, "progress": "50", "step": "", "at": f"{time.time():.6f}"})}
+    with sync_redis.pipeline(transaction=False) as pipe:
+        for _ in range(count):
+            pipe.xadd(stream, entry, maxlen=EVENTS_KEPT, approximate=True)
+        pipe.execute()
+
+
+async def test_a_resume_from_before_the_global_stream_kept_starts_with_a_gap(
+    gap_api: str, gap_settings: Settings, sync_redis: redis.Redis
+) -> None:
+    stream = Keys(gap_settings.queue_key_prefix).events()
+    async with httpx.AsyncClient(base_url=gap_api, timeout=httpx.Timeout(20.0)) as client:
+        job_id = await dispatch(client, "tests.add", args=[1, 2], delay_seconds=3600)
+        [resumed_from] = own_event_ids(sync_redis, gap_settings, job_id)  # `scheduled`, the stream's first entry
+        # More events than the stream keeps: the trim that goes with them drops the oldest,
+        # the job's among them, as it does under load.
+        flood(sync_redis, stream, EVENTS_KEPT + 500)
+        oldest, second = [entry_id for entry_id, _ in sync_redis.xrange(stream, count=2)]
+        assert entry_key(resumed_from) < entry_key(oldest)
+        headers = {"Last-Event-ID": resumed_from}
+        async with client.stream("GET", "/api/queue/events", headers=headers) as response:
+            assert response.status_code == 200
+            got = await read(sse_events(response), 2)
+        # First the gap (with no id: the client's Last-Event-ID stays where it was), then
+        # the oldest entry kept.
+        assert got[0] == Event("", "gap", {"last_event_id": resumed_from, "oldest_id": oldest})
+        assert (got[1].id, got[1].event, got[1].data["job_id"]) == (oldest, "progress", "filler")
+        # The gap is told whatever the filters: the events lost may have been ones they pick.
+        params = {"task": "tests.add", "timeout": 0.5}
+        async with client.stream("GET", "/api/queue/events", params=params, headers=headers) as response:
+            assert [e.event for e in await read(sse_events(response))] == ["gap"]
+        # Resumed from an entry still kept: no gap, the entry right after it.
+        async with client.stream("GET", "/api/queue/events", headers={"Last-Event-ID": oldest}) as response:
+            assert [e.id for e in await read(sse_events(response), 1)] == [second]
+        # Not resuming: from now on, and no gap.
+        async with client.stream("GET", "/api/queue/events", params={"timeout": 0.5}) as response:
+            assert "gap" not in [e.event for e in await read(sse_events(response))]
+
+
+async def test_a_resume_from_before_a_jobs_kept_events_starts_with_a_gap(
+    client: httpx.AsyncClient, sync_redis: redis.Redis, settings: Settings
+) -> None:
+    job_id = await dispatch(client, "tests.add", args=[1, 2])
+    assert (await client.get(f"/api/queue/wait/{job_id}", params={"timeout": 15})).status_code == 200
+    ids = own_event_ids(sync_redis, settings, job_id)
+    assert len(ids) >= 3  # queued, processing, completed
+    url = f"/api/queue/jobs/{job_id}/events"
+    # Nothing trimmed: a resume from before the job's first event has lost nothing.
+    async with client.stream("GET", url, headers={"Last-Event-ID": "1"}) as response:
+        assert [e.id for e in await read(sse_events(response))] == ids
+    # Trimmed as observe.lua trims a job's list (LTRIM to the newest), here to the last two:
+    # as a job with more than 1,000 events is.
+    sync_redis.ltrim(Keys(settings.queue_key_prefix).events(job_id), -2, -1)
+    for resumed_from in (ids[0], "1"):
+        async with client.stream("GET", url, headers={"Last-Event-ID": resumed_from}) as response:
+            assert response.status_code == 200
+            got = await read(sse_events(response))  # returns only because the server ended the stream
+        assert got[0] == Event("", "gap", {"last_event_id": resumed_from, "oldest_id": ids[-2]})
+        assert [e.id for e in got[1:]] == ids[-2:]
+        assert got[-1].data["status"] == "completed"
+    # Resumed from an event still kept: no gap.
+    async with client.stream("GET", url, headers={"Last-Event-ID": ids[-2]}) as response:
+        assert [(e.event, e.id) for e in await read(sse_events(response))] == [("status", ids[-1])]
+    # Not resuming: what is kept, and no gap.
+    async with client.stream("GET", url) as response:
+        assert [e.id for e in await read(sse_events(response))] == ids[-2:]
+
+
+async def test_the_gap_event_is_documented_on_both_streams(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    for path, kept in [("/api/queue/jobs/{job_id}/events", "1,000"), ("/api/queue/events", "10,000")]:
+        operation = spec["paths"][path]["get"]
+        assert "`gap`" in operation["description"]
+        assert kept in operation["description"]
+        items = operation["responses"]["200"]["content"]["text/event-stream"]["itemSchema"]["oneOf"]
+        [gap] = [item for item in items if item["properties"]["event"].get("const") == "gap"]
+        assert set(gap["properties"]["data"]["contentSchema"]["properties"]) == {"last_event_id", "oldest_id"}
+        assert "id" not in gap["properties"]
+        assert kept in gap["description"]
+
+
+async def test_a_cancel_is_the_last_event_of_a_jobs_stream(client: httpx.AsyncClient) -> None:
+    job_id = await dispatch(client, "tests.add", args=[1, 2], delay_seconds=3600)
+    url = f"/api/queue/jobs/{job_id}/events"
+    async with client.stream("GET", url) as response:
+        stream = sse_events(response)
+        first = await read(stream, 1)  # replayed after subscribing: what follows comes live
+        cancelled = await client.delete(f"/api/queue/cancel/{job_id}")
+        assert cancelled.status_code == 200, cancelled.text
+        rest = await asyncio.wait_for(read(stream), 10)  # returns only because the server ended the stream
+    assert [(e.event, e.data["status"]) for e in first + rest] == [("status", "scheduled"), ("status", "cancelled")]
+    assert ordered(first + rest)
+    done = await client.get(url, headers={"Last-Event-ID": rest[-1].id})
+    assert done.status_code == 204

@@ -12,6 +12,11 @@ new entry reaches its queue), then replays from the stream what came after the c
 The entry id orders both, so nothing is sent twice. A subscriber whose client reads too
 slowly is dropped once its queue is full: its stream ends, and the client reconnects with
 the id of the last event it got and replays the rest.
+
+The history kept is bounded (the global stream ~10,000 entries, a job's list its last 1,000),
+so a client may resume from an id older than anything left: it is then sent an `EventGap`
+first, saying where it resumed from and the oldest entry kept, and carries on from that one.
+Only a resuming client pays for the check, and within the round trip its replay makes anyway.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import re
 from collections import defaultdict
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Any, ClassVar, Literal, cast
 
 from pydantic import BaseModel, Field, ValidationError
 from redis.asyncio import Redis
@@ -54,6 +59,12 @@ REPLAY_PAGE = 500
 # network blip) would otherwise take every connection of the API's pool for their replays,
 # and dispatches would wait behind them; queued a moment, each replay is one short read.
 REPLAY_CONCURRENCY = 8
+
+# The history kept, as jobs/lua/includes/observe.lua bounds it (EVENTS_MAXLEN, JOB_EVENTS_MAXLEN).
+# The global stream's trim (`MAXLEN ~`) never leaves fewer entries, so one this long may have
+# lost some; a job's list tells its own trim apart otherwise (see EventHub.replay_job).
+EVENTS_KEPT = 10_000
+JOB_EVENTS_KEPT = 1_000
 
 # A stream entry id as Redis writes it, or its milliseconds part alone (what XRANGE accepts).
 # At most 19 digits a part: Redis reads each as a 64-bit integer, and 20 digits can pass it.
@@ -106,9 +117,42 @@ class JobEvent:
         return cls(entry_id, data)
 
     @property
+    def event(self) -> str:
+        """Its Server-Sent Event type: `status` or `progress`."""
+        return self.data.type
+
+    @property
     def final(self) -> bool:
         """Whether the job reached a final status with this event."""
         return self.data.type == "status" and self.data.status in FINAL
+
+
+class EventGapData(BaseModel):
+    """The `data` of a `gap` event: the events after `last_event_id` and before `oldest_id` are no longer kept."""
+
+    last_event_id: str = Field(description="The Last-Event-ID the stream resumed from, older than every event kept")
+    oldest_id: str = Field(description="The oldest event still kept: the stream carries on from it")
+
+
+@dataclass(frozen=True)
+class EventGap:
+    """Sent first to a client resuming from before the history kept: what came in between may be lost.
+
+    It has no id: a client that drops right after it still resumes from where it was (and is
+    told of the gap again).
+    """
+
+    id: ClassVar[None] = None
+    event: ClassVar[str] = "gap"
+    data: EventGapData
+
+    @classmethod
+    def of(cls, after: str, oldest: str) -> EventGap:
+        return cls(EventGapData(last_event_id=after, oldest_id=oldest))
+
+
+# What an event stream sends: the events, after a gap if its resume point was lost.
+StreamItem = JobEvent | EventGap
 
 
 def _error(text: str) -> JobError | None:
@@ -249,26 +293,70 @@ class EventHub:
         finally:
             self._forget(subscription)
 
-    async def replay(self, redis: Redis, stream: str, after: str | None) -> AsyncIterator[JobEvent]:
-        """The entries of `stream` after `after` (all if None), oldest first, a page per round trip."""
-        start = f"({after}" if after else "-"
+    async def replay(self, redis: Redis, stream: str, after: str | None) -> AsyncIterator[StreamItem]:
+        """The entries of `stream` after `after` (all if None), oldest first, a page per round trip.
+
+        First an `EventGap` if the stream has been trimmed past `after`.
+        """
+        if after is None:
+            entries = await self._page(redis, stream, "-")
+        else:
+            gap, entries = await self._resume(redis, stream, after)
+            if gap is not None:
+                yield gap
         while True:
-            async with self._replaying:
-                entries = cast(Entries, await redis.xrange(stream, min=start, max="+", count=REPLAY_PAGE))
             for entry_id, fields in entries:
                 yield JobEvent.of(entry_id, fields)
             if len(entries) < REPLAY_PAGE:
                 return
-            start = f"({entries[-1][0]}"
+            entries = await self._page(redis, stream, f"({entries[-1][0]}")
 
-    async def replay_job(self, redis: Redis, key: str, after: str | None) -> AsyncIterator[JobEvent]:
-        """The job's own events (a list of `<entry id> <JSON>`, at most ~1,000) after `after`, oldest first."""
+    async def _page(self, redis: Redis, stream: str, start: str) -> Entries:
+        async with self._replaying:
+            return cast(Entries, await redis.xrange(stream, min=start, max="+", count=REPLAY_PAGE))
+
+    async def _resume(self, redis: Redis, stream: str, after: str) -> tuple[EventGap | None, Entries]:
+        # The first page and the stream's first entry in one step (MULTI): a trim in between
+        # could otherwise drop entries that neither the gap nor the page would mention.
+        async with self._replaying, redis.pipeline(transaction=True) as pipe:
+            pipe.xinfo_stream(stream)
+            pipe.xrange(stream, min=f"({after}", max="+", count=REPLAY_PAGE)
+            info, entries = await pipe.execute(raise_on_error=False)
+        if isinstance(entries, Exception):
+            raise entries
+        if not isinstance(info, dict) or not info.get("first-entry"):  # no stream (XINFO's error) or empty
+            return None, cast(Entries, entries)
+        oldest = cast(str, info["first-entry"][0])
+        if entry_key(after) < entry_key(oldest) and _trimmed(info):
+            return EventGap.of(after, oldest), cast(Entries, entries)
+        return None, cast(Entries, entries)
+
+    async def replay_job(self, redis: Redis, keys: Keys, job_id: str, after: str | None) -> AsyncIterator[StreamItem]:
+        """The job's own events (a list of `<entry id> <JSON>`, its last 1,000) after `after`, oldest first.
+
+        First an `EventGap` if `after` is older than the first event kept and that one is not
+        the job's first (create.lua's, whose `at` is the record's `created_at`): the job has
+        had more events than its list holds. Only a resume reads `created_at`, in the same
+        round trip as the list.
+        """
+        key = keys.events(job_id)
+        created: str | None = None
         async with self._replaying:
             try:
-                lines = cast(list[str], await redis.lrange(key, 0, -1))
+                if after is None:
+                    lines = cast(list[str], await redis.lrange(key, 0, -1))
+                else:
+                    async with redis.pipeline(transaction=True) as pipe:
+                        pipe.lrange(key, 0, -1)
+                        pipe.hget(keys.job(job_id), "created_at")
+                        lines, created = await pipe.execute()
             except (RedisError, OSError) as exc:
                 raise RedisUnavailable() from exc
         since = entry_key(after) if after else None
+        if since is not None and lines and created is not None:
+            oldest, _, text = lines[0].partition(" ")
+            if since < entry_key(oldest) and str(json.loads(text).get("at")) != created:
+                yield EventGap.of(cast(str, after), oldest)
         for line in lines:
             entry_id, _, text = line.partition(" ")
             if since is None or entry_key(entry_id) > since:
@@ -310,14 +398,28 @@ class EventHub:
                     self._fan_out(JobEvent.of(entry_id, fields))
 
 
+def _trimmed(info: dict[str, Any]) -> bool:
+    """Whether a stream (as XINFO STREAM describes it) has lost entries to trimming.
+
+    Redis 7 counts every entry ever added; 6.2 does not, but its approximate trim never
+    leaves fewer entries than the bound.
+    """
+    length, added = int(info["length"]), info.get("entries-added")
+    return length >= EVENTS_KEPT or (added is not None and int(added) > length)
+
+
 async def job_events(
     hub: EventHub, redis: Redis, keys: Keys, job_id: str, after: str | None, finished: bool
-) -> AsyncGenerator[JobEvent]:
-    """One job's events after `after`, ending with its final status (`finished`: as read before)."""
+) -> AsyncGenerator[StreamItem]:
+    """One job's events after `after` (a gap first if it is older than those kept), ending with its final status.
+
+    `finished`: the job's state as read before.
+    """
     async with hub.subscribe(EventFilter(job_id=job_id)) as subscription:
         last: JobEvent | None = None
-        async for event in hub.replay_job(redis, keys.events(job_id), after):
-            last = event
+        async for event in hub.replay_job(redis, keys, job_id, after):
+            if isinstance(event, JobEvent):
+                last = event
             yield event
         # The replay ends the stream if its newest event is final; a final event older than
         # others (a failed job re-driven since) does not.
@@ -331,12 +433,19 @@ async def job_events(
 
 async def all_events(
     hub: EventHub, redis: Redis, keys: Keys, wanted: EventFilter, after: str | None
-) -> AsyncGenerator[JobEvent]:
-    """Every job's events that `wanted` picks: those after `after` (if given), then live ones."""
+) -> AsyncGenerator[StreamItem]:
+    """Every job's events that `wanted` picks: those after `after` (if given), then live ones.
+
+    A gap, if `after` is older than the stream kept, is sent whatever the filter: the
+    events lost may have been ones it picks.
+    """
     async with hub.subscribe(wanted) as subscription:
         last = after
         if after is not None:
             async for event in hub.replay(redis, keys.events(), after):
+                if isinstance(event, EventGap):
+                    yield event
+                    continue
                 last = event.id
                 if wanted.matches(event):
                     yield event
