@@ -20,7 +20,8 @@ install: $(STAMP)
 
 # The terminal UI test drives `monitor` in a real terminal (tmux), the browser tests the
 # dashboard in a real Chromium. Each is installed from Debian's packages when missing and
-# we may (root with apt-get); otherwise say what is missing (those tests then skip, saying why).
+# we may (root with apt-get); otherwise say what is missing (the browser tests then skip,
+# saying why; the terminal test fails, saying what to install).
 tools:
 	@for need in tmux:tmux:tests/test_terminal.py chromium:chromium:tests/test_browser.py; do \
 		command=$${need%%:*}; rest=$${need#*:}; package=$${rest%%:*}; test=$${rest#*:}; \

@@ -288,7 +288,9 @@ def test_monitor_draws_the_queue_live_and_leaves_cleanly_on_ctrl_c(
     assert "shell-ready$" in after
     assert "PocketQueue monitor" not in after
     assert "Traceback" not in after
-    assert waiting  # still queued behind the running job for the whole test
+    # The depth it showed was real: the three jobs were still queued behind the running one.
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        assert statuses(client, settings, waiting) == ["queued"] * 3
 
 
 def _quote(value: str) -> str:

@@ -1,7 +1,7 @@
 """`python -m pocketqueue monitor`: the queue live, full screen, until Ctrl-C.
 
 rich's Live on the terminal's alternate screen: each frame is drawn in place of the last
-(no scrolling, no flicker), only when new numbers arrive; leaving it (Ctrl-C) restores
+(no scrolling, no flicker), once per interval with the numbers just read; leaving it (Ctrl-C) restores
 the screen the shell had. A Redis outage is shown on screen and retried, not fatal.
 """
 
