@@ -99,6 +99,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         QUEUE_UNKNOWN_TASK_SECONDS=str(settings.queue_unknown_task_seconds),
         QUEUE_MAX_JSON_DEPTH=str(settings.queue_max_json_depth),
         QUEUE_MAX_RESULT_BYTES=str(settings.queue_max_result_bytes),
+        QUEUE_TASK_EVENTS=str(settings.queue_task_events).lower(),
         PYTHONPATH=os.pathsep.join([str(TASK_MODULES_DIR), env.get("PYTHONPATH", "")]),
         LOG_LEVEL="INFO",
     )

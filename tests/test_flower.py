@@ -6,7 +6,6 @@ API reports for each job (state, result, exception) must be what the job's recor
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import subprocess
 import sys
@@ -319,45 +318,6 @@ def event_tap(redis_url: str) -> Iterator[EventTap]:
         tap.stop()
 
 
-class WorkerWithEnv(WorkerProcess):
-    """`python -m pocketqueue worker` as conftest starts it, plus `env` (settings_env has no QUEUE_TASK_EVENTS)."""
-
-    def __init__(self, settings: Settings, log_path: Path, **env: str) -> None:
-        self.settings = settings
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "pocketqueue", "worker"],
-            env={**settings_env(settings), **env},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.name = f"pocketqueue.{self.process.pid}@"
-
-
-@pytest.fixture
-def worker_with_task_events_off(redis_url: str, tmp_path: Path) -> Iterator[WorkerProcess]:
-    settings = private_settings(redis_url, queue_task_events=False)
-    worker = WorkerWithEnv(settings, tmp_path / "worker-events-off.log", QUEUE_TASK_EVENTS="false")
-    try:
-        worker.wait_ready()
-        yield worker
-    finally:
-        worker.stop()
-
-
-async def wait_for_record(runtime: QueueRuntime, job_id: str, status: JobStatus, timeout: float = 20) -> None:
-    async def reached() -> bool:
-        record = await runtime.store.get(job_id)
-        return record is not None and record.status == status
-
-    deadline = time.monotonic() + timeout
-    while not await reached():
-        assert time.monotonic() < deadline, f"{job_id} did not reach {status} within {timeout} s"
-        await asyncio.sleep(0.05)
-
-
 async def test_a_worker_sends_task_events_without_being_asked(
     redis_url: str, start_worker: StartWorker, event_tap: EventTap
 ) -> None:
@@ -393,18 +353,20 @@ async def test_a_worker_sends_task_events_without_being_asked(
 
 
 async def test_a_worker_with_task_events_off_sends_none_until_asked(
-    redis_url: str, worker_with_task_events_off: WorkerProcess, event_tap: EventTap
+    redis_url: str, start_worker: StartWorker, event_tap: EventTap
 ) -> None:
-    worker = worker_with_task_events_off
-    settings = worker.settings
+    settings = private_settings(redis_url, queue_task_events=False)
+    worker = start_worker(settings)
     # The tap hears this worker (its heartbeats go out whatever the setting), so a task event
     # the worker published would reach it too.
     beat = event_tap.heartbeat(worker)
     async with open_runtime(settings) as runtime:
         quiet = await dispatch(runtime, "tests.add", 2, 3)
         failed = await dispatch(runtime, "tests.fail", "boom")
-        await wait_for_record(runtime, quiet.job_id, JobStatus.COMPLETED)
-        await wait_for_record(runtime, failed.job_id, JobStatus.FAILED)
+        for job, status in [(quiet, JobStatus.COMPLETED), (failed, JobStatus.FAILED)]:
+            record = await runtime.watcher.wait_for(runtime.store, job.job_id, 20)
+            assert record is not None
+            assert record.status == status, record
         done_at = time.time()
         # A heartbeat published after both jobs finished (and after their events would have
         # been flushed, at most 0.1 s later) arrived: the tap was live all along.
